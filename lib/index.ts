@@ -1,0 +1,17 @@
+export { WriteAheadLog } from './wal.js'
+export { WalError } from './errors.js'
+export type { WalErrorCode } from './errors.js'
+export type { Bytes, Operation, Options } from './options.js'
+export type { Entry, Batch } from './replay.js'
+import { crc32cJs } from './crc32c.js'
+import { WalError } from './errors.js'
+import { loadAddon } from './native-addon.js'
+
+const addon = loadAddon().addon
+
+/** CRC32C (Castagnoli) of data, continuing from `seed` (a previous result). Unsigned 32-bit. */
+export function crc32c(data: Uint8Array, seed = 0): number {
+  if (!(data instanceof Uint8Array)) throw new WalError('WAL_INVALID', 'crc32c(data): data must be a Uint8Array or Buffer.')
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new WalError('WAL_INVALID', 'crc32c(data, seed): seed must be an unsigned 32-bit integer.')
+  return addon ? addon.crc32c(data, seed) : crc32cJs(data, seed)
+}

@@ -1,0 +1,97 @@
+// The pure-TypeScript backend: the same format through js-codec.ts, and node:fs for I/O
+// (whose async calls run on the libuv pool, like the native ones).
+import * as fs from 'node:fs'
+import type { Backend } from './backend.js'
+import { crc32cJs } from './crc32c.js'
+import * as codec from './js-codec.js'
+
+const ZEROS = Buffer.alloc(64 * 1024)
+
+function writeAllSync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): void {
+  let done = 0
+  while (done < length) {
+    const n = fs.writeSync(fd, buf, offset + done, length - done, position + done)
+    if (n === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO', syscall: 'write' })
+    done += n
+  }
+}
+
+async function writeAll(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+  let done = 0
+  while (done < length) {
+    const n = await writeAsync(fd, buf, offset + done, length - done, position + done)
+    if (n === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO', syscall: 'write' })
+    done += n
+  }
+}
+
+function writeAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))))
+}
+
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())))
+}
+
+function readFullSync(fd: number, buf: Uint8Array, position: number): number {
+  let done = 0
+  while (done < buf.length) {
+    const n = fs.readSync(fd, buf, done, buf.length - done, position + done)
+    if (n === 0) break
+    done += n
+  }
+  return done
+}
+
+function readAsync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))))
+}
+
+async function readFull(fd: number, buf: Uint8Array, position: number): Promise<number> {
+  let done = 0
+  while (done < buf.length) {
+    const n = await readAsync(fd, buf, done, buf.length - done, position + done)
+    if (n === 0) break
+    done += n
+  }
+  return done
+}
+
+export const jsBackend: Backend = {
+  kind: 'js',
+  crc32c: crc32cJs,
+  encodeRecord: codec.encodeRecord,
+  encodeBatch: codec.encodeBatch,
+  encodeCheckpoint: codec.encodeCheckpoint,
+  scan: codec.scan,
+  findNextRecord: codec.findNextRecord,
+  async readScan(fd, buf, position) {
+    const n = await readFull(fd, buf, position)
+    const r = codec.scan(buf, 0, n)
+    return r
+  },
+  readScanSync(fd, buf, position) {
+    return codec.scan(buf, 0, readFullSync(fd, buf, position))
+  },
+  async write(fd, buf, offset, length, position, sync) {
+    await writeAll(fd, buf, offset, length, position)
+    if (sync) await fdatasync(fd)
+  },
+  writeSync: writeAllSync,
+  sync: fdatasync,
+  syncSync: (fd) => fs.fdatasyncSync(fd),
+  async zeroFill(fd, offset, length) {
+    for (let done = 0; done < length; ) {
+      const n = Math.min(ZEROS.length, length - done)
+      await writeAll(fd, ZEROS, 0, n, offset + done)
+      done += n
+    }
+  },
+  zeroFillSync(fd, offset, length) {
+    for (let done = 0; done < length; ) {
+      const n = Math.min(ZEROS.length, length - done)
+      writeAllSync(fd, ZEROS, 0, n, offset + done)
+      done += n
+    }
+  },
+}

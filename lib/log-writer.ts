@@ -1,0 +1,406 @@
+// The write path: records are encoded into a staging buffer at call time (one crossing
+// into the backend per append or per batch), and staged bytes go to disk as jobs, one at
+// a time, each one positional write (+ fdatasync) in a single trip to the thread pool.
+// Appends that arrive while a job is in flight share the next job: group commit.
+//
+// Synchronous calls (appendSync, closeSync, ...) drain everything in order on the calling
+// thread. A job already in flight on the pool is written again from the same bytes at the
+// same offset (idempotent), so the synchronous fdatasync covers it too.
+import * as fs from 'node:fs'
+import type { Backend } from './backend.js'
+import { WalError, ioError } from './errors.js'
+import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, TYPE_PUT } from './format.js'
+import type { EncodedOp, ResolvedOptions } from './options.js'
+import { createSegment, type SegmentRef } from './segments.js'
+
+interface Waiter {
+  resolve(value: unknown): void
+  reject(err: unknown): void
+  value: unknown
+}
+
+export interface WriterSegment {
+  name: string
+  path: string
+  firstLsn: number
+  prevLsn: number
+  fd: number // -1 until the file is created
+  end: number // offset after the last record encoded for it (staged included)
+  written: number // offset up to which writes have completed
+}
+
+interface Job {
+  seg: WriterSegment
+  buf: Buffer
+  len: number
+  position: number
+  lastLsn: number
+  waiters: Waiter[]
+  sync: boolean
+  truncateTo: number // >= 0: shrink the file to this size first (rotation drops preallocation)
+}
+
+const STAGE_INITIAL = 256 * 1024
+const WRITE_THRESHOLD = 64 * 1024 // none/interval: start a write once this much is staged
+const STAGE_HARD_LIMIT = 4 * 1024 * 1024 // none/interval: past this, write synchronously
+
+export interface WriterState {
+  segments: SegmentRef[]
+  current: WriterSegment
+  lastLsn: number
+  durableLsn: number
+  checkpointLsn: number
+}
+
+export class LogWriter {
+  readonly segments: SegmentRef[]
+  lastLsn: number
+  durableLsn: number
+  checkpointLsn: number
+  failed: WalError | undefined
+
+  private cur: WriterSegment
+  private stage: Job
+  private readonly queue: Job[] = []
+  private inflight: Job | undefined
+  private spare: Buffer | undefined
+  private pumpScheduled = false
+  private forceSync = false
+  private readonly retired: WriterSegment[] = []
+  private timer: NodeJS.Timeout | undefined
+  private closed = false
+  private fileSeg: WriterSegment | undefined // the newest segment with an open fd
+
+  constructor(
+    private readonly dir: string,
+    private readonly backend: Backend,
+    private readonly opts: ResolvedOptions,
+    state: WriterState,
+  ) {
+    this.segments = state.segments
+    this.cur = state.current
+    this.lastLsn = state.lastLsn
+    this.durableLsn = state.durableLsn
+    this.checkpointLsn = state.checkpointLsn
+    this.stage = this.newJob(this.cur, this.cur.end, Buffer.allocUnsafe(STAGE_INITIAL))
+    if (this.cur.fd >= 0) this.fileSeg = this.cur
+    if (opts.sync === 'interval') {
+      this.timer = setInterval(() => this.onInterval(), opts.syncIntervalMs)
+      this.timer.unref()
+    }
+  }
+
+  /** Offset up to which the current segment's records have been handed to the OS. */
+  writtenEnd(name: string): number {
+    const s = this.cur.name === name ? this.cur : undefined
+    return s ? s.written : -1
+  }
+
+  // --- appends -------------------------------------------------------------------------
+
+  /** Stages one standalone record; returns its LSN. */
+  stageOne(op: EncodedOp): number {
+    const size = RECORD_HEADER_SIZE + op.key.length + (op.value ? op.value.length : 0)
+    const job = this.reserve(size)
+    const lsn = this.lastLsn + 1
+    job.len = this.backend.encodeRecord(job.buf, job.len, op.type, lsn, this.durableLsn, op.key, op.type === TYPE_PUT ? op.value : undefined)
+    this.commitStaged(job, lsn, size)
+    return lsn
+  }
+
+  /** Stages BEGIN, the operations and COMMIT as one contiguous run; returns the first LSN. */
+  stageBatch(types: Uint8Array, keys: Uint8Array[], values: (Uint8Array | undefined)[], size: number): number {
+    const job = this.reserve(size)
+    const first = this.lastLsn + 1
+    job.len = this.backend.encodeBatch(job.buf, job.len, types, keys, values, first, this.durableLsn)
+    this.commitStaged(job, first + types.length - 1, size)
+    return first
+  }
+
+  stageCheckpoint(checkpointLsn: number): void {
+    const size = RECORD_HEADER_SIZE + 8
+    const job = this.reserve(size)
+    // A CHECKPOINT carries the current last LSN, so LSN fields never go backwards.
+    job.len = this.backend.encodeCheckpoint(job.buf, job.len, Math.max(this.lastLsn, 1), this.durableLsn, checkpointLsn)
+    this.commitStaged(job, this.lastLsn, size)
+  }
+
+  private commitStaged(job: Job, lastLsn: number, size: number): void {
+    this.lastLsn = lastLsn
+    job.lastLsn = lastLsn
+    this.cur.end += size
+  }
+
+  /** Promise settled when everything staged so far is written and (if durable) synced. */
+  waitFor<T>(value: T, durable: boolean): Promise<T> {
+    if (!durable) {
+      this.scheduleWrite()
+      return Promise.resolve(value)
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.stage.waiters.push({ resolve: resolve as (v: unknown) => void, reject, value })
+      this.schedulePump()
+    })
+  }
+
+  /** After a synchronous append: make it durable now ('always') or just bound the stage. */
+  settleSync(): void {
+    if (this.opts.sync === 'always') this.drainSync(true)
+    else this.scheduleWrite()
+  }
+
+  // --- rotation ------------------------------------------------------------------------
+
+  private reserve(size: number): Job {
+    const segEnd = this.cur.end
+    if (segEnd > SEGMENT_HEADER_SIZE && segEnd + size > this.opts.segmentSize) this.rotate()
+    const job = this.stage
+    if (job.len + size > job.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(job.buf.length * 2, job.len + size))
+      job.buf.copy(grown, 0, 0, job.len)
+      job.buf = grown
+    }
+    return job
+  }
+
+  private rotate(): void {
+    // The old segment must be whole and synced before its successor exists (FORMAT.md).
+    const old = this.stage
+    old.sync = true
+    old.truncateTo = this.cur.end
+    old.lastLsn = this.lastLsn
+    this.queue.push(old)
+    const firstLsn = this.lastLsn + 1
+    this.cur = {
+      name: '',
+      path: '',
+      firstLsn,
+      prevLsn: this.lastLsn,
+      fd: -1,
+      end: SEGMENT_HEADER_SIZE,
+      written: SEGMENT_HEADER_SIZE,
+    }
+    this.stage = this.newJob(this.cur, SEGMENT_HEADER_SIZE, this.takeBuffer())
+  }
+
+  private ensureCreated(seg: WriterSegment): void {
+    if (seg.fd >= 0) return
+    const prealloc = this.opts.preallocate ? this.opts.segmentSize : 0
+    const made = createSegment(this.dir, this.backend, seg.firstLsn, { prevLsn: seg.prevLsn, checkpointLsn: Math.min(this.checkpointLsn, seg.prevLsn) }, prealloc)
+    seg.fd = made.fd
+    seg.name = made.name
+    seg.path = made.path
+    this.segments.push({ name: made.name, firstLsn: seg.firstLsn })
+    if (this.fileSeg) this.retired.push(this.fileSeg)
+    this.fileSeg = seg
+  }
+
+  // --- the job pipeline --------------------------------------------------------------
+
+  private newJob(seg: WriterSegment, position: number, buf: Buffer): Job {
+    return { seg, buf, len: 0, position, lastLsn: this.lastLsn, waiters: [], sync: false, truncateTo: -1 }
+  }
+
+  private takeBuffer(): Buffer {
+    const b = this.spare ?? Buffer.allocUnsafe(STAGE_INITIAL)
+    this.spare = undefined
+    return b
+  }
+
+  private sealStage(): Job {
+    const job = this.stage
+    job.lastLsn = this.lastLsn
+    if (job.waiters.length > 0 || this.forceSync) job.sync = true
+    this.forceSync = false
+    this.stage = this.newJob(this.cur, job.position + job.len, this.takeBuffer())
+    return job
+  }
+
+  private stageBusy(): boolean {
+    return this.stage.len > 0 || this.stage.waiters.length > 0 || this.forceSync
+  }
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.inflight) return
+    this.pumpScheduled = true
+    queueMicrotask(() => this.pump())
+  }
+
+  private scheduleWrite(): void {
+    if (this.stage.len >= STAGE_HARD_LIMIT && this.inflight) {
+      this.drainSync(false)
+    } else if (this.stage.len >= WRITE_THRESHOLD && !this.inflight) {
+      this.pump()
+    } else if (!this.pumpScheduled && !this.inflight) {
+      this.pumpScheduled = true
+      setImmediate(() => this.pump())
+    }
+  }
+
+  private pump(): void {
+    this.pumpScheduled = false
+    if (this.inflight || this.failed) return
+    const job = this.queue.length > 0 ? this.queue.shift()! : this.stageBusy() ? this.sealStage() : undefined
+    if (!job) return
+    try {
+      this.ensureCreated(job.seg)
+      if (job.truncateTo >= 0) fs.ftruncateSync(job.seg.fd, job.truncateTo)
+    } catch (err) {
+      this.fail(err, job.seg)
+      this.rejectJob(job)
+      return
+    }
+    this.inflight = job
+    this.backend.write(job.seg.fd, job.buf, 0, job.len, job.position, job.sync).then(
+      () => this.complete(job),
+      (err) => {
+        if (this.inflight === job) this.inflight = undefined
+        this.fail(err, job.seg)
+        this.rejectJob(job)
+        this.closeRetired()
+      },
+    )
+  }
+
+  private complete(job: Job): void {
+    this.inflight = undefined
+    this.finishJob(job)
+    this.closeRetired()
+    if (this.closed) return
+    if (this.queue.length > 0 || this.stageBusy()) {
+      if (!this.pumpScheduled) {
+        this.pumpScheduled = true
+        setImmediate(() => this.pump())
+      }
+    }
+  }
+
+  private finishJob(job: Job): void {
+    job.seg.written = Math.max(job.seg.written, job.position + job.len)
+    if (job.sync) this.durableLsn = Math.max(this.durableLsn, job.lastLsn)
+    if (!this.spare || this.spare.length < job.buf.length) this.spare = job.buf
+    for (const w of job.waiters) w.resolve(w.value)
+    job.waiters = []
+  }
+
+  /**
+   * Writes everything staged or queued, in order, on this thread; with `sync`, ends with
+   * an fdatasync so every LSN so far is durable.
+   */
+  drainSync(sync: boolean): void {
+    if (this.failed) throw this.failedError()
+    const jobs: Job[] = []
+    let seg: WriterSegment | undefined
+    try {
+      const inflight = this.inflight
+      if (inflight) {
+        if (inflight.truncateTo >= 0) fs.ftruncateSync(inflight.seg.fd, inflight.truncateTo)
+        this.backend.writeSync(inflight.seg.fd, inflight.buf, 0, inflight.len, inflight.position)
+        if (inflight.sync) this.backend.syncSync(inflight.seg.fd)
+        seg = inflight.seg
+      }
+      while (this.queue.length > 0 || this.stageBusy()) {
+        const job = this.queue.length > 0 ? this.queue.shift()! : this.sealStage()
+        jobs.push(job)
+        if (seg && seg !== job.seg && seg.fd >= 0) this.backend.syncSync(seg.fd) // before the successor exists
+        this.ensureCreated(job.seg)
+        if (job.truncateTo >= 0) fs.ftruncateSync(job.seg.fd, job.truncateTo)
+        this.backend.writeSync(job.seg.fd, job.buf, 0, job.len, job.position)
+        if (job.sync) this.backend.syncSync(job.seg.fd)
+        seg = job.seg
+      }
+      if (sync && this.cur.fd >= 0) this.backend.syncSync(this.cur.fd)
+    } catch (err) {
+      this.fail(err, seg ?? this.cur)
+      for (const job of jobs) this.rejectJob(job)
+      throw this.failed
+    }
+    if (sync) this.durableLsn = Math.max(this.durableLsn, this.lastLsn)
+    for (const job of jobs) this.finishJob(job)
+    this.closeRetired()
+  }
+
+  /** Resolves when every LSN appended so far is durable. */
+  syncAll(): Promise<void> {
+    if (this.failed) return Promise.reject(this.failedError())
+    if (this.durableLsn >= this.lastLsn && !this.inflight && this.queue.length === 0 && this.stage.len === 0) return Promise.resolve()
+    this.forceSync = true
+    return this.waitFor(undefined, true)
+  }
+
+  /** Resolves when everything staged so far has been handed to the OS (no sync). */
+  flushWrites(): Promise<void> {
+    if (this.failed) return Promise.reject(this.failedError())
+    if (!this.inflight && this.queue.length === 0 && this.stage.len === 0) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      this.stage.waiters.push({ resolve: resolve as (v: unknown) => void, reject, value: undefined })
+      this.schedulePump()
+    })
+  }
+
+  private onInterval(): void {
+    if (this.failed || this.closed) return
+    if (this.durableLsn < this.lastLsn) {
+      this.forceSync = true
+      this.schedulePump()
+    }
+  }
+
+  // --- failure -------------------------------------------------------------------------
+
+  failedError(): WalError {
+    return new WalError(
+      'WAL_FAILED',
+      `The WAL in ${this.dir} stopped accepting appends after an I/O error (${this.failed?.message ?? 'unknown'}). Close it and reopen: recovery keeps every acknowledged record.`,
+      { cause: this.failed },
+    )
+  }
+
+  private fail(err: unknown, seg: WriterSegment): void {
+    if (this.failed) return
+    this.failed = err instanceof WalError ? err : ioError(err, 'Writing the log', seg.path || this.dir)
+    // Every pending promise learns of the failure; nothing queued will be written.
+    for (const job of this.queue) this.rejectJob(job)
+    this.queue.length = 0
+    this.rejectJob(this.stage)
+    this.stage.len = 0
+  }
+
+  private rejectJob(job: Job): void {
+    const err = this.failed!
+    for (const w of job.waiters) w.reject(err)
+    job.waiters = []
+  }
+
+  // --- close ---------------------------------------------------------------------------
+
+  /** Closes fds of segments that are no longer written to, unless a pool job still uses one. */
+  private closeRetired(): void {
+    for (let i = this.retired.length - 1; i >= 0; i--) {
+      const s = this.retired[i]
+      if (this.inflight?.seg === s) continue
+      this.retired.splice(i, 1)
+      if (s.fd >= 0) fs.closeSync(s.fd)
+      s.fd = -2
+    }
+  }
+
+  /** Releases file descriptors; an in-flight pool job keeps its fd until it finishes. */
+  shutdown(): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.timer) clearInterval(this.timer)
+    if (this.fileSeg) this.retired.push(this.fileSeg)
+    this.fileSeg = undefined
+    this.closeRetired()
+  }
+
+  get hasInflight(): boolean {
+    return this.inflight !== undefined
+  }
+
+  /** The segment records go to now. */
+  get current(): WriterSegment {
+    return this.cur
+  }
+}

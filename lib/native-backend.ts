@@ -1,0 +1,29 @@
+import type { Backend, ScanChunk } from './backend.js'
+import type { NativeAddon } from './native-addon.js'
+
+type RawScan = [number, number, number, number, Float64Array]
+
+function chunk(r: RawScan): ScanChunk {
+  return { bytes: r[0], status: r[1], stop: r[2], need: r[3], index: r[4] }
+}
+
+/** The C++ hot path (native/): encoding, CRC32C, write+fdatasync and read+scan. */
+export function nativeBackend(addon: NativeAddon): Backend {
+  return {
+    kind: 'native',
+    crc32c: (data, seed) => addon.crc32c(data, seed),
+    encodeRecord: addon.encodeRecord,
+    encodeBatch: addon.encodeBatch,
+    encodeCheckpoint: addon.encodeCheckpoint,
+    scan: (buf, start, end) => chunk(addon.scan(buf, start, end)),
+    findNextRecord: addon.findNextRecord,
+    readScan: (fd, buf, position) => addon.readScan(fd, buf, position).then(chunk),
+    readScanSync: (fd, buf, position) => chunk(addon.readScanSync(fd, buf, position)),
+    write: addon.write,
+    writeSync: addon.writeSync,
+    sync: addon.sync,
+    syncSync: addon.syncSync,
+    zeroFill: addon.zeroFill,
+    zeroFillSync: addon.zeroFillSync,
+  }
+}
