@@ -123,6 +123,8 @@ export class LogWriter {
     // A CHECKPOINT carries the current last LSN, so LSN fields never go backwards.
     job.len = this.backend.encodeCheckpoint(job.buf, job.len, Math.max(this.lastLsn, 1), this.durableLsn, checkpointLsn)
     this.commitStaged(job, this.lastLsn, size)
+    // Later segment headers carry it, so it survives when this segment is deleted.
+    this.checkpointLsn = Math.max(this.checkpointLsn, checkpointLsn)
   }
 
   private commitStaged(job: Job, lastLsn: number, size: number): void {
