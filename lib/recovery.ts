@@ -52,6 +52,8 @@ export interface TailPlan {
   checkpointLsn: number
   /** Torn segment (short or zeroed header) to delete, for a writable open. */
   deleteSegment?: SegmentRef
+  /** point-in-time: whole segments after the first corruption, to delete. */
+  dropSegments?: SegmentRef[]
   report: RecoveryReport
 }
 
@@ -99,7 +101,7 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
   if (typeof header === 'string') {
     const headerTorn = buf.length < SEGMENT_HEADER_SIZE || buf.subarray(0, SEGMENT_HEADER_SIZE).every((b) => b === 0)
     if (!headerTorn || mode === 'strict') throw corrupt(dir, seg.name, 0, `Bad segment header (${header})`, mode)
-    if (lastNonZero(buf, 0) > 0 && mode !== 'point-in-time') {
+    if (lastNonZero(buf, SEGMENT_HEADER_SIZE) > SEGMENT_HEADER_SIZE && mode !== 'point-in-time') {
       // Records behind a missing header cannot be judged; refuse to guess.
       throw corrupt(dir, seg.name, 0, 'Zeroed segment header with data behind it', mode)
     }
@@ -151,7 +153,8 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
     pos = at + RECORD_HEADER_SIZE + ix[i + IX_LENGTH]
   }
   void batchOps
-  const dataEnd = lastNonZero(buf, pos)
+  // An incomplete record at the end owns every byte to the end of the file.
+  const dataEnd = r.status === 1 ? buf.length : lastNonZero(buf, pos)
   if (r.status === SCAN_END || (r.status === SCAN_ZERO && dataEnd === pos)) {
     // Clean end (possibly followed by a zero-filled preallocated region).
   } else {
@@ -189,14 +192,7 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
   // The records of a dropped open batch, between batchStart and the byte damage.
   const head = backend.scan(buf, damage, pos)
   countRecords(head.index)
-  let at = damage === pos ? pos + 1 : pos
-  while (at < dataEnd) {
-    const next = backend.findNextRecord(buf, at, dataEnd)
-    if (next >= dataEnd) break
-    const s = backend.scan(buf, next, dataEnd)
-    countRecords(s.index)
-    at = Math.max(s.stop, next) + 1
-  }
+  scanPastDamage(backend, buf, pos, dataEnd, countRecords)
 
   if (mode === 'strict') throw corrupt(dir, seg.name, damage, damageWhat, mode)
   if (mode === 'tolerate-tail' && maxMarkAfter > keptLsn) throw corrupt(dir, seg.name, damage, damageWhat, mode)
@@ -205,4 +201,97 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
   report.droppedEntries = droppedEntries
   report.droppedBatches = droppedBatches
   return { segment: seg, prevLsn: header.prevLsn, validEnd: damage, dataEnd, keptLsn, maxLsn, checkpointLsn, report }
+}
+
+/**
+ * Visits the index of every valid record in buf[from, end) that follows damage at
+ * `from`: finds the next record that validates, scans on from it, repeats past each
+ * new damage. Byte by byte only where no record validates.
+ */
+function scanPastDamage(backend: Backend, buf: Uint8Array, from: number, end: number, visit: (index: Float64Array) => void): void {
+  let at = from + 1
+  while (at < end) {
+    const next = backend.findNextRecord(buf, at, end)
+    if (next >= end) break
+    const s = backend.scan(buf, next, end)
+    visit(s.index)
+    at = Math.max(s.stop, next) + 1
+  }
+}
+
+function countDropped(index: Float64Array, report: RecoveryReport): number {
+  let maxLsn = 0
+  for (let i = 0; i < index.length; i += IX_STRIDE) {
+    const type = index[i + IX_TYPE] & 0xff
+    maxLsn = Math.max(maxLsn, index[i + IX_LSN])
+    if (type === TYPE_PUT || type === TYPE_DEL) report.droppedEntries++
+    else if (type === TYPE_BEGIN) report.droppedBatches++
+  }
+  return maxLsn
+}
+
+/**
+ * point-in-time: the first corruption may sit in an older segment. This mode alone reads
+ * every segment (the other modes read only the last); it returns a plan that cuts the log
+ * at the first damage and drops every later segment, or undefined if older segments are clean.
+ */
+export function planPointInTime(dir: string, segments: SegmentRef[], backend: Backend, tail: TailPlan, readSegment: (path: string) => Buffer = fs.readFileSync): TailPlan | undefined {
+  const older = segments.slice(0, -1)
+  for (let k = 0; k < older.length; k++) {
+    const seg = older[k]
+    const buf = readSegment(join(dir, seg.name))
+    const header = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
+    if (typeof header === 'string') continue // a bad header in the middle: handled as damage at 0 below
+    const r = backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length)
+    const clean = r.status === SCAN_END || (r.status === SCAN_ZERO && lastNonZero(buf, r.stop) === r.stop)
+    // Within the kept prefix, a trailing batch without COMMIT is dropped too.
+    let keptEnd = r.stop
+    let keptLsn = header.prevLsn
+    let checkpointLsn = header.checkpointLsn
+    let batchStart = -1
+    let beforeBatch = keptLsn
+    const ix = r.index
+    for (let i = 0; i < ix.length; i += IX_STRIDE) {
+      const type = ix[i + IX_TYPE] & 0xff
+      if (type === TYPE_BEGIN) {
+        if (batchStart < 0) beforeBatch = keptLsn
+        batchStart = ix[i + IX_POS]
+      } else if (type === TYPE_COMMIT || !((ix[i + IX_TYPE] >> 8) & FLAG_BATCH)) {
+        if (type === TYPE_CHECKPOINT) checkpointLsn = Math.max(checkpointLsn, readU64(buf, ix[i + IX_POS] + RECORD_HEADER_SIZE))
+        batchStart = -1
+        keptLsn = Math.max(keptLsn, ix[i + IX_LSN])
+      }
+    }
+    if (clean) continue
+    if (batchStart >= 0) {
+      keptEnd = batchStart
+      keptLsn = beforeBatch
+    }
+    const report: RecoveryReport = { mode: 'point-in-time', truncatedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
+    let maxLsn = Math.max(tail.maxLsn, keptLsn)
+    maxLsn = Math.max(maxLsn, countDropped(backend.scan(buf, keptEnd, r.stop).index, report))
+    scanPastDamage(backend, buf, r.stop, buf.length, (index) => {
+      maxLsn = Math.max(maxLsn, countDropped(index, report))
+    })
+    report.truncatedBytes += buf.length - keptEnd
+    const dropped = segments.slice(k + 1)
+    for (const d of dropped) {
+      const b = readSegment(join(dir, d.name))
+      report.truncatedBytes += b.length
+      const dr = backend.scan(b, SEGMENT_HEADER_SIZE, b.length)
+      maxLsn = Math.max(maxLsn, countDropped(dr.index, report), d.firstLsn - 1)
+    }
+    return {
+      segment: seg,
+      prevLsn: header.prevLsn,
+      validEnd: keptEnd,
+      dataEnd: buf.length,
+      keptLsn,
+      maxLsn,
+      checkpointLsn,
+      dropSegments: dropped,
+      report,
+    }
+  }
+  return undefined
 }

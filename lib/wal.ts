@@ -11,7 +11,7 @@ import { LogWriter, type WriterSegment } from './log-writer.js'
 import { loadAddon } from './native-addon.js'
 import { nativeBackend } from './native-backend.js'
 import { normalizeOp, resolveOptions, type Operation, type Options, type ResolvedOptions } from './options.js'
-import { planTail, type RecoveryReport, type TailPlan } from './recovery.js'
+import { planPointInTime, planTail, type RecoveryReport, type TailPlan } from './recovery.js'
 import { replayBatchesAsync, replayBatchesSync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry, type ReplaySource } from './replay.js'
 import { createSegment, listSegments, syncDir, type SegmentRef } from './segments.js'
 
@@ -78,7 +78,8 @@ function ensureDir(dir: string, opts: ResolvedOptions): boolean {
 function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, lock?: DirLock): Opened {
   const base = { backend, opts, checkpointLsn: plan.checkpointLsn, report: plan.report }
   if (opts.readOnly) {
-    const segs = plan.deleteSegment ? segments.filter((s) => s !== plan.deleteSegment) : segments.slice()
+    const gone = new Set([...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])])
+    const segs = segments.filter((s) => !gone.has(s))
     return {
       ...base,
       lastLsn: plan.keptLsn,
@@ -87,9 +88,9 @@ function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segmen
   }
   try {
     let dirChanged = false
-    if (plan.deleteSegment) {
-      fs.unlinkSync(join(dir, plan.deleteSegment.name))
-      segments = segments.filter((s) => s !== plan.deleteSegment)
+    for (const doomed of [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]) {
+      fs.unlinkSync(join(dir, doomed.name))
+      segments = segments.filter((s) => s !== doomed)
       dirChanged = true
     }
     let lastLsn = Math.max(plan.maxLsn, plan.keptLsn)
@@ -132,6 +133,12 @@ function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segmen
 }
 
 
+function planRecovery(dir: string, segments: SegmentRef[], backend: Backend, mode: ResolvedOptions['recovery'], read?: (p: string) => Buffer): TailPlan {
+  const tail = planTail(dir, segments, backend, mode, read)
+  if (mode !== 'point-in-time') return tail
+  return planPointInTime(dir, segments, backend, tail, read) ?? tail
+}
+
 export class WriteAheadLog {
   readonly dir: string
   readonly backend: 'native' | 'js'
@@ -173,7 +180,8 @@ export class WriteAheadLog {
       // The one large read of open happens off the event loop.
       const lastBuf = last ? await fs.promises.readFile(join(dir, last.name)) : undefined
       const lastPath = last ? join(dir, last.name) : ''
-      const plan = planTail(dir, segments, backend, opts.recovery, (p) => (p === lastPath && lastBuf ? lastBuf : fs.readFileSync(p)))
+      const read = (p: string) => (p === lastPath && lastBuf ? lastBuf : fs.readFileSync(p))
+      const plan = planRecovery(dir, segments, backend, opts.recovery, read)
       return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock))
     } catch (err) {
       lock?.release()
@@ -187,7 +195,7 @@ export class WriteAheadLog {
     const lock = exists && !opts.readOnly ? acquireLock(dir) : undefined
     try {
       const segments = exists ? listSegments(dir) : []
-      const plan = planTail(dir, segments, backend, opts.recovery)
+      const plan = planRecovery(dir, segments, backend, opts.recovery)
       return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock))
     } catch (err) {
       lock?.release()
