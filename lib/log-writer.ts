@@ -11,7 +11,7 @@ import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
 import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, TYPE_PUT } from './format.js'
 import type { EncodedOp, ResolvedOptions } from './options.js'
-import { createSegment, type SegmentRef } from './segments.js'
+import { createSegment, discardSpare, prepareSpare, type SegmentRef, type Spare } from './segments.js'
 
 interface Waiter {
   resolve(value: unknown): void
@@ -63,13 +63,15 @@ export class LogWriter {
   private stage: Job
   private readonly queue: Job[] = []
   private inflight: Job | undefined
-  private spare: Buffer | undefined
+  private spareBuf: Buffer | undefined
   private pumpScheduled = false
   private forceSync = false
   private readonly retired: WriterSegment[] = []
   private timer: NodeJS.Timeout | undefined
   private closed = false
   private fileSeg: WriterSegment | undefined // the newest segment with an open fd
+  private spare: Spare | undefined // zero-filled file for the next segment
+  private sparePending = false
 
   constructor(
     private readonly dir: string,
@@ -131,6 +133,29 @@ export class LogWriter {
     this.lastLsn = lastLsn
     job.lastLsn = lastLsn
     this.cur.end += size
+    if (this.cur.end > this.opts.segmentSize / 2 && this.opts.preallocate && !this.spare && !this.sparePending) this.prepareNext()
+  }
+
+  /** Zero-fills the next segment's file on the thread pool, well before it is needed. */
+  private prepareNext(): void {
+    this.sparePending = true
+    prepareSpare(this.dir, this.backend, this.opts.segmentSize).then(
+      (spare) => {
+        this.sparePending = false
+        if (this.closed) discardSpare(spare)
+        else this.spare = spare
+      },
+      () => {
+        // No spare (e.g. ENOSPC): rotation then creates the segment without zero fill, and
+        // a real shortage of space surfaces on the records' own write.
+        this.sparePending = false
+      },
+    )
+  }
+
+  /** Adopts a spare made by open (the first segment's zero fill). */
+  adoptSpare(spare: Spare): void {
+    this.spare = spare
   }
 
   /** Promise settled when everything staged so far is written and (if durable) synced. */
@@ -188,7 +213,9 @@ export class LogWriter {
   private ensureCreated(seg: WriterSegment): void {
     if (seg.fd >= 0) return
     const prealloc = this.opts.preallocate ? this.opts.segmentSize : 0
-    const made = createSegment(this.dir, this.backend, seg.firstLsn, { prevLsn: seg.prevLsn, checkpointLsn: Math.min(this.checkpointLsn, seg.prevLsn) }, prealloc)
+    const spare = this.spare
+    this.spare = undefined
+    const made = createSegment(this.dir, this.backend, seg.firstLsn, { prevLsn: seg.prevLsn, checkpointLsn: Math.min(this.checkpointLsn, seg.prevLsn) }, prealloc, spare)
     seg.fd = made.fd
     seg.name = made.name
     seg.path = made.path
@@ -204,8 +231,8 @@ export class LogWriter {
   }
 
   private takeBuffer(): Buffer {
-    const b = this.spare ?? Buffer.allocUnsafe(STAGE_INITIAL)
-    this.spare = undefined
+    const b = this.spareBuf ?? Buffer.allocUnsafe(STAGE_INITIAL)
+    this.spareBuf = undefined
     return b
   }
 
@@ -280,7 +307,7 @@ export class LogWriter {
   private finishJob(job: Job): void {
     job.seg.written = Math.max(job.seg.written, job.position + job.len)
     if (job.sync) this.durableLsn = Math.max(this.durableLsn, job.lastLsn)
-    if (!this.spare || this.spare.length < job.buf.length) this.spare = job.buf
+    if (!this.spareBuf || this.spareBuf.length < job.buf.length) this.spareBuf = job.buf
     for (const w of job.waiters) w.resolve(w.value)
     job.waiters = []
   }
@@ -395,6 +422,8 @@ export class LogWriter {
     if (this.fileSeg) this.retired.push(this.fileSeg)
     this.fileSeg = undefined
     this.closeRetired()
+    if (this.spare) discardSpare(this.spare)
+    this.spare = undefined
   }
 
   get hasInflight(): boolean {

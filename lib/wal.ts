@@ -13,7 +13,7 @@ import { nativeBackend } from './native-backend.js'
 import { normalizeOp, resolveOptions, type Operation, type Options, type ResolvedOptions } from './options.js'
 import { planPointInTime, planTail, type RecoveryReport, type TailPlan } from './recovery.js'
 import { replayBatchesAsync, replayBatchesSync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry, type ReplaySource } from './replay.js'
-import { createSegment, listSegments, syncDir, type SegmentRef } from './segments.js'
+import { createSegment, discardSpare, listSegments, prepareSpare, prepareSpareSync, syncDir, type SegmentRef, type Spare } from './segments.js'
 
 let warnedFallback = false
 
@@ -75,7 +75,7 @@ function ensureDir(dir: string, opts: ResolvedOptions): boolean {
 }
 
 /** Turns the recovery plan into open files; for writable opens, makes the repair durable. */
-function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, lock?: DirLock): Opened {
+function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, lock?: DirLock, spare?: Spare): Opened {
   const base = { backend, opts, checkpointLsn: plan.checkpointLsn, report: plan.report }
   if (opts.readOnly) {
     const gone = new Set([...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])])
@@ -115,7 +115,8 @@ function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segmen
       backend.syncSync(fd)
       current = { name: plan.segment.name, path, firstLsn: plan.segment.firstLsn, prevLsn: plan.prevLsn, fd, end, written: end }
     } else {
-      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: plan.checkpointLsn }, opts.preallocate ? opts.segmentSize : 0)
+      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: plan.checkpointLsn }, opts.preallocate ? opts.segmentSize : 0, spare)
+      spare = undefined
       segments.push({ name: made.name, firstLsn: made.firstLsn })
       current = { ...made, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE }
       dirChanged = false
@@ -124,8 +125,10 @@ function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segmen
     const durableLsn = plan.maxLsn > plan.keptLsn ? plan.keptLsn : lastLsn
     lastLsn = Math.max(lastLsn, 0)
     const writer = new LogWriter(dir, backend, opts, { segments, current, lastLsn, durableLsn, checkpointLsn: plan.checkpointLsn })
+    if (spare) writer.adoptSpare(spare)
     return { ...base, writer, lock, lastLsn }
   } catch (err) {
+    if (spare) discardSpare(spare)
     lock?.release()
     if (err instanceof WalError) throw err
     throw ioError(err, 'Opening the log', dir)
@@ -182,7 +185,9 @@ export class WriteAheadLog {
       const lastPath = last ? join(dir, last.name) : ''
       const read = (p: string) => (p === lastPath && lastBuf ? lastBuf : fs.readFileSync(p))
       const plan = planRecovery(dir, segments, backend, opts.recovery, read)
-      return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock))
+      // A new log's first segment is zero-filled on the thread pool before open resolves.
+      const spare = lock && !plan.segment && opts.preallocate ? await prepareSpare(dir, backend, opts.segmentSize) : undefined
+      return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock, spare))
     } catch (err) {
       lock?.release()
       throw err instanceof WalError ? err : ioError(err, 'Opening the log', dir)
@@ -196,7 +201,8 @@ export class WriteAheadLog {
     try {
       const segments = exists ? listSegments(dir) : []
       const plan = planRecovery(dir, segments, backend, opts.recovery)
-      return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock))
+      const spare = lock && !plan.segment && opts.preallocate ? prepareSpareSync(dir, backend, opts.segmentSize) : undefined
+      return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock, spare))
     } catch (err) {
       lock?.release()
       throw err instanceof WalError ? err : ioError(err, 'Opening the log', dir)

@@ -310,6 +310,30 @@ for (const backend of BACKENDS) {
     assert.is(fs.statSync(join(dir, segmentFiles(dir)[0])).size, 32 + 32 + 2, 'preallocate:false leaves exactly header + records')
   })
 
+  t('preallocated rotation: zero-filled spares become segments; old ones end at their last record', async () => {
+    const dir = tmpDir()
+    const segmentSize = 64 * 1024
+    const wal = await WriteAheadLog.open(dir, { backend, segmentSize })
+    const value = 'p'.repeat(1000)
+    for (let i = 0; i < 300; i++) {
+      await wal.append({ type: 'put', key: `k${i}`, value })
+      if (i % 40 === 0) await new Promise((r) => setImmediate(r)) // let the spare's zero fill finish
+    }
+    await wal.close()
+    const files = fs.readdirSync(dir).sort()
+    assert.not.ok(files.includes('prealloc.tmp'), 'spare removed at close')
+    const segs = segmentFiles(dir)
+    assert.ok(segs.length >= 4)
+    for (const sname of segs.slice(0, -1)) {
+      const size = fs.statSync(join(dir, sname)).size
+      assert.ok(size < segmentSize && (size - 32) % (32 + 4 + 1000) <= 4, `${sname} truncated to its records (${size})`)
+    }
+    assert.is(fs.statSync(join(dir, segs[segs.length - 1])).size, segmentSize)
+    const r = await WriteAheadLog.open(dir, { backend, segmentSize, recovery: 'strict' })
+    assert.is((await collect(r.replay({ from: 0 }))).length, 300)
+    await r.close()
+  })
+
   t('errors: invalid input, too large, closed, read-only; rejected calls consume no LSN', async () => {
     const parent = tmpDir('parent')
     const dir = join(parent, 'a', 'b')
