@@ -61,13 +61,15 @@ export function toSystemError(err: unknown): SystemError {
   return e
 }
 
-export function ioError(err: unknown, what: string, path: string): WalError {
+const WRITE_HINT = 'The log refuses further appends; close it, fix the cause (disk space, permissions, hardware) and reopen.'
+const OPEN_HINT = 'Nothing was changed by this failed step; fix the cause (path, permissions, disk space) and open again.'
+
+export function ioError(err: unknown, what: string, path: string, hint: 'write' | 'open' = 'write'): WalError {
   const cause = toSystemError(err)
   const syscall = cause.syscall ?? 'unknown'
-  return new WalError(
-    'WAL_IO',
-    `${what} failed on ${path}: ${syscall} ${cause.code ?? ''} (${cause.message}). ` +
-      'The log refuses further appends; close it, fix the cause (disk space, permissions, hardware) and reopen.',
-    { syscall, path, cause },
-  )
+  return new WalError('WAL_IO', `${what} failed on ${path}: ${syscall} ${cause.code ?? ''} (${cause.message}). ${hint === 'write' ? WRITE_HINT : OPEN_HINT}`, {
+    syscall,
+    path,
+    cause,
+  })
 }

@@ -16,6 +16,7 @@ import {
   IX_TYPE,
   RECORD_HEADER_SIZE,
   SCAN_END,
+  SCAN_NEED_MORE,
   SCAN_ZERO,
   SEGMENT_HEADER_SIZE,
   TYPE_BEGIN,
@@ -80,6 +81,146 @@ function lastNonZero(buf: Uint8Array, from: number): number {
 }
 
 /**
+ * LSN order within a log (FORMAT.md "LSN order"): standalone PUT/DEL and BEGIN take a new,
+ * higher LSN; batch members and COMMIT repeat or continue their BEGIN's; a CHECKPOINT
+ * carries the current last LSN. A valid record that breaks this is a stale copy.
+ */
+export function lsnInOrder(type: number, flags: number, lsn: number, lastSeen: number): boolean {
+  if (type === TYPE_CHECKPOINT || type === TYPE_COMMIT || flags & FLAG_BATCH) return lsn >= lastSeen
+  return lsn > lastSeen
+}
+
+/** The record-by-record state of a tail scan: what is kept, and any batch still open. */
+class TailState {
+  pos = SEGMENT_HEADER_SIZE // end of the last record seen
+  keptLsn: number
+  maxLsn: number
+  batchStart = -1 // where an open batch's BEGIN starts
+  lsnBeforeBatch = 0
+  lastSeen: number // LSN field of the previous record
+  /** Offset of a record whose LSN goes backwards (a stale copy), or -1. Scanning stops there. */
+  violation = -1
+
+  constructor(
+    prevLsn: number,
+    public checkpointLsn: number,
+  ) {
+    this.keptLsn = prevLsn
+    this.maxLsn = prevLsn
+    this.lastSeen = prevLsn
+  }
+
+  /** Consumes index rows whose positions are relative to `buf`, which starts at file offset `base`. */
+  consume(ix: Float64Array, buf: Uint8Array, base: number): void {
+    for (let i = 0; i < ix.length; i += IX_STRIDE) {
+      const type = ix[i + IX_TYPE] & 0xff
+      const lsn = ix[i + IX_LSN]
+      const at = ix[i + IX_POS]
+      if (!lsnInOrder(type, ix[i + IX_TYPE] >> 8, lsn, this.lastSeen)) {
+        this.violation = base + at
+        return
+      }
+      this.lastSeen = lsn
+      if (lsn > this.maxLsn) this.maxLsn = lsn
+      if (type === TYPE_BEGIN) {
+        if (this.batchStart < 0) this.lsnBeforeBatch = this.keptLsn
+        this.batchStart = base + at
+      } else if (type === TYPE_COMMIT) {
+        this.batchStart = -1
+        this.keptLsn = lsn
+      } else if (type === TYPE_CHECKPOINT) {
+        this.checkpointLsn = Math.max(this.checkpointLsn, readU64(buf, at + RECORD_HEADER_SIZE))
+        if (this.batchStart < 0) this.keptLsn = Math.max(this.keptLsn, lsn)
+      } else if (!((ix[i + IX_TYPE] >> 8) & FLAG_BATCH)) {
+        // A standalone record ends any batch still open: replay discards that batch.
+        this.batchStart = -1
+        this.keptLsn = lsn
+      }
+      this.pos = base + at + RECORD_HEADER_SIZE + ix[i + IX_LENGTH]
+    }
+  }
+}
+
+/** A read the tail scanner wants: `length` bytes at `position` of the last segment. */
+export interface TailRead {
+  position: number
+  length: number
+}
+
+const TAIL_CHUNK = 4 * 1024 * 1024
+const ZEROS = Buffer.alloc(TAIL_CHUNK)
+
+/**
+ * The common case of open, in bounded memory: the last segment's records scanned chunk by
+ * chunk, then its zero-filled tail checked with memcmp. Returns the plan when the tail is
+ * clean, or undefined when there is damage (planTail then reads the damaged region whole).
+ * Written as a generator of reads so open and openSync share it (sync and async drivers).
+ */
+export function* scanCleanTail(seg: SegmentRef, size: number, backend: Backend, mode: RecoveryMode): Generator<TailRead, TailPlan | undefined, Buffer> {
+  if (size < SEGMENT_HEADER_SIZE) return undefined
+  const headerBytes = yield { position: 0, length: SEGMENT_HEADER_SIZE }
+  const header = decodeSegmentHeader(headerBytes, backend.crc32c)
+  if (typeof header === 'string') return undefined
+  const st = new TailState(header.prevLsn, header.checkpointLsn)
+  let need = 0
+  for (;;) {
+    const at = st.pos
+    if (at >= size) break
+    const want = Math.min(size - at, Math.max(need, TAIL_CHUNK))
+    const buf = yield { position: at, length: want }
+    const r = backend.scan(buf, 0, buf.length)
+    st.consume(r.index, buf, at)
+    if (st.violation >= 0) return undefined
+    need = 0
+    if (r.status === SCAN_END) continue
+    if (r.status === SCAN_NEED_MORE && at + buf.length < size) {
+      need = r.need
+      if (r.stop === 0 && need <= want) return undefined // no progress possible
+      continue
+    }
+    if (r.status !== SCAN_ZERO) return undefined // damage: the slow path decides
+    // Zeros: a clean end only if nothing but zeros follows.
+    for (let z = st.pos; z < size; ) {
+      const len = Math.min(TAIL_CHUNK, size - z)
+      const chunk = z === st.pos && st.pos === at + r.stop && st.pos + len <= at + buf.length ? buf.subarray(r.stop, r.stop + len) : yield { position: z, length: len }
+      if (Buffer.compare(chunk, ZEROS.subarray(0, chunk.length)) !== 0) return undefined
+      z += len
+    }
+    break
+  }
+  if (st.batchStart >= 0) return undefined // a batch without COMMIT: the slow path drops it
+  const report: RecoveryReport = { mode, truncatedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
+  return { segment: seg, prevLsn: header.prevLsn, validEnd: st.pos, dataEnd: st.pos, keptLsn: st.keptLsn, maxLsn: st.maxLsn, checkpointLsn: st.checkpointLsn, report }
+}
+
+export function runTailSync(gen: Generator<TailRead, TailPlan | undefined, Buffer>, fd: number): TailPlan | undefined {
+  let step = gen.next(undefined as unknown as Buffer)
+  while (!step.done) {
+    const { position, length } = step.value
+    const buf = Buffer.allocUnsafe(length)
+    let n = 0
+    for (let got = -1; n < length && got !== 0; n += got) got = fs.readSync(fd, buf, n, length - n, position + n)
+    step = gen.next(buf.subarray(0, n))
+  }
+  return step.value
+}
+
+export async function runTailAsync(gen: Generator<TailRead, TailPlan | undefined, Buffer>, fd: number): Promise<TailPlan | undefined> {
+  let step = gen.next(undefined as unknown as Buffer)
+  while (!step.done) {
+    const { position, length } = step.value
+    const buf = Buffer.allocUnsafe(length)
+    let n = 0
+    for (let got = -1; n < length && got !== 0; n += got) {
+      const off = n
+      got = await new Promise<number>((resolve, reject) => fs.read(fd, buf, off, length - off, position + off, (err, k) => (err ? reject(err) : resolve(k))))
+    }
+    step = gen.next(buf.subarray(0, n))
+  }
+  return step.value
+}
+
+/**
  * Decides where the log ends. `segments` is sorted; its last usable one is read whole.
  * Throws WAL_CORRUPT when the damage found is not a torn tail under `mode`.
  */
@@ -115,55 +256,41 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
     }
   }
 
-  let pos = SEGMENT_HEADER_SIZE
-  let keptLsn = header.prevLsn
-  let checkpointLsn = header.checkpointLsn
-  let maxLsn = header.prevLsn
-  // Open batch: where its BEGIN starts, and the kept LSN before it.
-  let batchStart = -1
-  let lsnBeforeBatch = 0
-  let batchOps = 0
-  let damage = -1
+  const st = new TailState(header.prevLsn, header.checkpointLsn)
+  const r = backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length)
+  st.consume(r.index, buf, 0)
+  let pos = st.pos
+  let keptLsn = st.keptLsn
+  const checkpointLsn = st.checkpointLsn
+  let maxLsn = st.maxLsn
+  const batchStart = st.batchStart
+  const lsnBeforeBatch = st.lsnBeforeBatch
+  let damage = -1 // where the kept log ends
+  let errorAt = -1 // the damaged bytes, for WAL_CORRUPT.offset
   let damageWhat = ''
-
-  const r = backend.scan(buf, pos, buf.length)
-  const ix = r.index
-  for (let i = 0; i < ix.length; i += IX_STRIDE) {
-    const type = ix[i + IX_TYPE] & 0xff
-    const lsn = ix[i + IX_LSN]
-    const at = ix[i + IX_POS]
-    maxLsn = Math.max(maxLsn, lsn)
-    if (type === TYPE_BEGIN) {
-      if (batchStart < 0) lsnBeforeBatch = keptLsn
-      batchStart = at
-      batchOps = 0
-    } else if (type === TYPE_COMMIT) {
-      batchStart = -1
-      keptLsn = lsn
-    } else if (type === TYPE_CHECKPOINT) {
-      checkpointLsn = Math.max(checkpointLsn, readU64(buf, at + RECORD_HEADER_SIZE))
-      if (batchStart < 0) keptLsn = Math.max(keptLsn, lsn)
-    } else if ((ix[i + IX_TYPE] >> 8) & FLAG_BATCH) {
-      batchOps++
-    } else {
-      // A standalone record ends any batch still open: replay discards that batch.
-      batchStart = -1
-      keptLsn = lsn
-    }
-    pos = at + RECORD_HEADER_SIZE + ix[i + IX_LENGTH]
-  }
-  void batchOps
+  if (r.index.length === 0) pos = SEGMENT_HEADER_SIZE
+  const stale = st.violation >= 0
+  if (stale) pos = st.violation
   // An incomplete record at the end owns every byte to the end of the file.
-  const dataEnd = r.status === 1 ? buf.length : lastNonZero(buf, pos)
-  if (r.status === SCAN_END || (r.status === SCAN_ZERO && dataEnd === pos)) {
+  const dataEnd = !stale && r.status === SCAN_NEED_MORE ? buf.length : lastNonZero(buf, pos)
+  if (!stale && (r.status === SCAN_END || (r.status === SCAN_ZERO && dataEnd === pos))) {
     // Clean end (possibly followed by a zero-filled preallocated region).
   } else {
-    damage = pos
-    damageWhat = r.status === SCAN_ZERO ? 'Zeroed bytes before later data' : pos + RECORD_HEADER_SIZE > buf.length || r.status === 1 ? 'Incomplete record' : 'Invalid record (checksum or header mismatch)'
+    damage = errorAt = pos
+    damageWhat = stale
+      ? 'Record with an LSN out of order (a stale copy of older data)'
+      : r.status === SCAN_ZERO
+        ? 'Zeroed bytes before later data'
+        : r.status === SCAN_NEED_MORE
+          ? 'Incomplete record'
+          : 'Invalid record (checksum or header mismatch)'
   }
   if (batchStart >= 0) {
     // A batch without its COMMIT is part of the tail: it was never acknowledged.
-    if (damage < 0) damageWhat = 'Batch without COMMIT'
+    if (damage < 0) {
+      damageWhat = 'Batch without COMMIT'
+      errorAt = batchStart
+    }
     damage = batchStart
     keptLsn = lsnBeforeBatch
   }
@@ -192,10 +319,11 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
   // The records of a dropped open batch, between batchStart and the byte damage.
   const head = backend.scan(buf, damage, pos)
   countRecords(head.index)
+  if (stale) countRecords(backend.scan(buf, pos, dataEnd).index) // valid bytes, out of order
   scanPastDamage(backend, buf, pos, dataEnd, countRecords)
 
-  if (mode === 'strict') throw corrupt(dir, seg.name, damage, damageWhat, mode)
-  if (mode === 'tolerate-tail' && maxMarkAfter > keptLsn) throw corrupt(dir, seg.name, damage, damageWhat, mode)
+  if (mode === 'strict') throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
+  if (mode === 'tolerate-tail' && maxMarkAfter > keptLsn) throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
   void checkpointAfter
   report.truncatedBytes = dataEnd - damage
   report.droppedEntries = droppedEntries
@@ -243,25 +371,16 @@ export function planPointInTime(dir: string, segments: SegmentRef[], backend: Ba
     const header = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
     if (typeof header === 'string') continue // a bad header in the middle: handled as damage at 0 below
     const r = backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length)
-    const clean = r.status === SCAN_END || (r.status === SCAN_ZERO && lastNonZero(buf, r.stop) === r.stop)
+    const st = new TailState(header.prevLsn, header.checkpointLsn)
+    st.consume(r.index, buf, 0)
+    const stop = st.violation >= 0 ? st.violation : r.stop
+    const clean = st.violation < 0 && (r.status === SCAN_END || (r.status === SCAN_ZERO && lastNonZero(buf, r.stop) === r.stop))
     // Within the kept prefix, a trailing batch without COMMIT is dropped too.
-    let keptEnd = r.stop
-    let keptLsn = header.prevLsn
-    let checkpointLsn = header.checkpointLsn
-    let batchStart = -1
-    let beforeBatch = keptLsn
-    const ix = r.index
-    for (let i = 0; i < ix.length; i += IX_STRIDE) {
-      const type = ix[i + IX_TYPE] & 0xff
-      if (type === TYPE_BEGIN) {
-        if (batchStart < 0) beforeBatch = keptLsn
-        batchStart = ix[i + IX_POS]
-      } else if (type === TYPE_COMMIT || !((ix[i + IX_TYPE] >> 8) & FLAG_BATCH)) {
-        if (type === TYPE_CHECKPOINT) checkpointLsn = Math.max(checkpointLsn, readU64(buf, ix[i + IX_POS] + RECORD_HEADER_SIZE))
-        batchStart = -1
-        keptLsn = Math.max(keptLsn, ix[i + IX_LSN])
-      }
-    }
+    let keptEnd = stop
+    let keptLsn = st.keptLsn
+    const checkpointLsn = st.checkpointLsn
+    const batchStart = st.batchStart
+    const beforeBatch = st.lsnBeforeBatch
     if (clean) continue
     if (batchStart >= 0) {
       keptEnd = batchStart
@@ -269,8 +388,8 @@ export function planPointInTime(dir: string, segments: SegmentRef[], backend: Ba
     }
     const report: RecoveryReport = { mode: 'point-in-time', truncatedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
     let maxLsn = Math.max(tail.maxLsn, keptLsn)
-    maxLsn = Math.max(maxLsn, countDropped(backend.scan(buf, keptEnd, r.stop).index, report))
-    scanPastDamage(backend, buf, r.stop, buf.length, (index) => {
+    maxLsn = Math.max(maxLsn, countDropped(backend.scan(buf, keptEnd, stop).index, report))
+    scanPastDamage(backend, buf, stop, buf.length, (index) => {
       maxLsn = Math.max(maxLsn, countDropped(index, report))
     })
     report.truncatedBytes += buf.length - keptEnd

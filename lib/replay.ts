@@ -27,6 +27,7 @@ import {
   decodeSegmentHeader,
   readU64,
 } from './format.js'
+import { lsnInOrder } from './recovery.js'
 import type { SegmentRef } from './segments.js'
 
 export interface Entry {
@@ -68,25 +69,36 @@ function corrupt(src: ReplaySource, segment: string, offset: number, what: strin
   )
 }
 
-/** Pairs BEGIN/COMMIT and turns index rows into entries and batches. */
+/**
+ * Pairs BEGIN/COMMIT and turns index rows into output: entries (flattened, lsn >= from)
+ * or batches (whole, last >= from). A standalone record is a batch of one.
+ */
 class BatchAssembler {
   private open: Entry[] | undefined
   private first = 0
   private count = 0
+  private lastSeen = 0
 
-  push(buf: Buffer, ix: Float64Array, i: number, out: Batch[]): void {
+  constructor(
+    private readonly from: number,
+    private readonly asBatches: boolean,
+  ) {}
+
+  /** Returns false for a record whose LSN goes backwards: a stale copy, not data to yield. */
+  push(buf: Buffer, ix: Float64Array, i: number, out: (Entry | Batch)[]): boolean {
     const typeFlags = ix[i + IX_TYPE]
     const type = typeFlags & 0xff
     const lsn = ix[i + IX_LSN]
+    if (!lsnInOrder(type, typeFlags >> 8, lsn, this.lastSeen)) return false
+    this.lastSeen = lsn
     if (type === TYPE_PUT || type === TYPE_DEL) {
       const p = ix[i + IX_POS] + RECORD_HEADER_SIZE
       const klen = ix[i + IX_AUX]
-      const end = p + ix[i + IX_LENGTH]
       const entry: Entry = {
         lsn,
         type: type === TYPE_PUT ? 'put' : 'del',
         key: buf.subarray(p, p + klen),
-        value: type === TYPE_PUT ? buf.subarray(p + klen, end) : undefined,
+        value: type === TYPE_PUT ? buf.subarray(p + klen, p + ix[i + IX_LENGTH]) : undefined,
       }
       if ((typeFlags >> 8) & FLAG_BATCH) {
         const open = this.open
@@ -94,7 +106,7 @@ class BatchAssembler {
         else this.open = undefined // a member with no matching BEGIN: drop it and its batch
       } else {
         this.open = undefined // a standalone record ends any open batch, which is discarded
-        out.push({ first: lsn, last: lsn, entries: [entry] })
+        if (lsn >= this.from) out.push(this.asBatches ? { first: lsn, last: lsn, entries: [entry] } : entry)
       }
     } else if (type === TYPE_BEGIN) {
       this.open = []
@@ -104,12 +116,16 @@ class BatchAssembler {
       const open = this.open
       this.open = undefined
       const beginLsn = readU64(buf, ix[i + IX_POS] + RECORD_HEADER_SIZE)
-      if (open && beginLsn === this.first && ix[i + IX_AUX] === this.count && open.length === this.count && lsn === this.first + this.count - 1)
-        out.push({ first: this.first, last: lsn, entries: open })
+      if (open && beginLsn === this.first && ix[i + IX_AUX] === this.count && open.length === this.count && lsn === this.first + this.count - 1) {
+        if (lsn < this.from) return true
+        if (this.asBatches) out.push({ first: this.first, last: lsn, entries: open })
+        else for (const e of open) if (e.lsn >= this.from) out.push(e)
+      }
     } else {
       // CHECKPOINT: the writer never puts one inside a batch.
       this.open = undefined
     }
+    return true
   }
 }
 
@@ -120,12 +136,15 @@ export class ReplayReader {
   private fd = -1
   private pos = 0
   private need = 0
-  private readonly assembler = new BatchAssembler()
+  private readonly assembler: BatchAssembler
 
   constructor(
     private readonly src: ReplaySource,
     private readonly from: number,
-  ) {}
+    asBatches: boolean,
+  ) {
+    this.assembler = new BatchAssembler(from, asBatches)
+  }
 
   /** The next read to do, or undefined when the log is exhausted. */
   next(): ReadRequest | undefined {
@@ -148,12 +167,14 @@ export class ReplayReader {
     }
   }
 
-  /** Consumes a chunk read for `req`; returns the batches it completed. */
-  accept(req: ReadRequest, chunk: ScanChunk): Batch[] {
-    const out: Batch[] = []
+  /** Consumes a chunk read for `req`; appends what it completed to `out`. */
+  accept(req: ReadRequest, chunk: ScanChunk, out: (Entry | Batch)[]): void {
     const ix = chunk.index
-    for (let i = 0; i < ix.length; i += IX_STRIDE) this.assembler.push(req.buf, ix, i, out)
     const name = this.seg!.name
+    for (let i = 0; i < ix.length; i += IX_STRIDE) {
+      if (!this.assembler.push(req.buf, ix, i, out))
+        throw corrupt(this.src, name, req.position + ix[i + IX_POS], 'Record with an LSN out of order (a stale copy of older data)')
+    }
     const atEof = chunk.bytes < req.buf.length
     const limit = this.src.limitFor(name)
     this.pos = req.position + chunk.stop
@@ -177,8 +198,6 @@ export class ReplayReader {
       default:
         throw corrupt(this.src, name, this.pos, 'Invalid record (checksum or header mismatch)')
     }
-    if (this.from > 0) return out.filter((b) => b.last >= this.from)
-    return out
   }
 
   close(): void {
@@ -249,36 +268,100 @@ export class ReplayReader {
   }
 }
 
-function* entriesOf(batches: Batch[], from: number): Generator<Entry> {
-  for (const b of batches) for (const e of b.entries) if (e.lsn >= from) yield e
-}
-
-export function* replayBatchesSync(src: ReplaySource, from: number): Generator<Batch> {
-  const reader = new ReplayReader(src, from)
-  try {
-    for (let req = reader.next(); req; req = reader.next()) yield* reader.accept(req, src.backend.readScanSync(req.fd, req.buf, req.position))
-  } finally {
-    reader.close()
-  }
-}
-
-export async function* replayBatchesAsync(src: ReplaySource, from: number, before?: () => Promise<void>): AsyncGenerator<Batch> {
-  if (before) await before()
-  const reader = new ReplayReader(src, from)
+function* replaySync<T extends Entry | Batch>(src: ReplaySource, from: number, asBatches: boolean): Generator<T> {
+  const reader = new ReplayReader(src, from, asBatches)
+  const out: (Entry | Batch)[] = []
   try {
     for (let req = reader.next(); req; req = reader.next()) {
-      const chunk = await src.backend.readScan(req.fd, req.buf, req.position)
-      yield* reader.accept(req, chunk)
+      out.length = 0
+      reader.accept(req, src.backend.readScanSync(req.fd, req.buf, req.position), out)
+      for (let i = 0; i < out.length; i++) yield out[i] as T
     }
   } finally {
     reader.close()
   }
 }
 
-export function* replayEntriesSync(src: ReplaySource, from: number): Generator<Entry> {
-  for (const b of replayBatchesSync(src, from)) yield* entriesOf([b], from)
+/**
+ * The async iterator, written by hand: items of the chunk in hand are returned as
+ * already-resolved promises, so a `for await` pays one microtask per entry and one trip
+ * to the thread pool per chunk (read + CRC check + index, in the backend).
+ */
+class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T> {
+  private items: (Entry | Batch)[] = []
+  private i = 0
+  private reader: ReplayReader | undefined
+  private finished = false
+  private pending: Promise<IteratorResult<T>> | undefined
+
+  constructor(
+    private readonly src: ReplaySource,
+    private readonly from: number,
+    private readonly asBatches: boolean,
+    private readonly before?: () => Promise<void>,
+  ) {}
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.i < this.items.length) return Promise.resolve({ value: this.items[this.i++] as T, done: false })
+    if (this.finished) return Promise.resolve({ value: undefined, done: true })
+    // Calls made while a chunk is being read wait for it, in order.
+    this.pending = (this.pending ?? Promise.resolve()).then(() => this.fill())
+    return this.pending
+  }
+
+  private async fill(): Promise<IteratorResult<T>> {
+    if (this.i < this.items.length) return { value: this.items[this.i++] as T, done: false }
+    if (this.finished) return { value: undefined, done: true }
+    try {
+      if (!this.reader) {
+        if (this.before) await this.before()
+        this.reader = new ReplayReader(this.src, this.from, this.asBatches)
+      }
+      this.items = []
+      this.i = 0
+      while (this.items.length === 0) {
+        const req = this.reader.next()
+        if (!req) {
+          this.finish()
+          return { value: undefined, done: true }
+        }
+        this.reader.accept(req, await this.src.backend.readScan(req.fd, req.buf, req.position), this.items)
+      }
+      return { value: this.items[this.i++] as T, done: false }
+    } catch (err) {
+      this.finish()
+      throw err
+    }
+  }
+
+  private finish(): void {
+    this.finished = true
+    this.items = []
+    this.reader?.close()
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.finish()
+    return Promise.resolve({ value: undefined, done: true })
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this
+  }
 }
 
-export async function* replayEntriesAsync(src: ReplaySource, from: number, before?: () => Promise<void>): AsyncGenerator<Entry> {
-  for await (const b of replayBatchesAsync(src, from, before)) for (const e of b.entries) if (e.lsn >= from) yield e
+export function replayBatchesSync(src: ReplaySource, from: number): Generator<Batch> {
+  return replaySync<Batch>(src, from, true)
+}
+
+export function replayEntriesSync(src: ReplaySource, from: number): Generator<Entry> {
+  return replaySync<Entry>(src, from, false)
+}
+
+export function replayBatchesAsync(src: ReplaySource, from: number, before?: () => Promise<void>): AsyncIterableIterator<Batch> {
+  return new ReplayIterator<Batch>(src, from, true, before)
+}
+
+export function replayEntriesAsync(src: ReplaySource, from: number, before?: () => Promise<void>): AsyncIterableIterator<Entry> {
+  return new ReplayIterator<Entry>(src, from, false, before)
 }

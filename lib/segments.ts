@@ -70,6 +70,7 @@ export async function prepareSpare(dir: string, backend: Backend, size: number):
     await backend.sync(fd)
   } catch (err) {
     fs.closeSync(fd)
+    fs.rmSync(path, { force: true })
     throw err
   }
   return { path, fd, size }
@@ -83,6 +84,7 @@ export function prepareSpareSync(dir: string, backend: Backend, size: number): S
     backend.syncSync(fd)
   } catch (err) {
     fs.closeSync(fd)
+    fs.rmSync(path, { force: true })
     throw err
   }
   return { path, fd, size }
@@ -109,7 +111,9 @@ export function createSegment(dir: string, backend: Backend, firstLsn: number, h
     backend.syncSync(fd)
     if (spare) fs.renameSync(spare.path, path)
   } catch (err) {
+    // The spare, if any, is consumed either way: its fd is closed and its file removed.
     if (fd !== undefined) fs.closeSync(fd)
+    if (spare) fs.rmSync(spare.path, { force: true })
     throw ioError(err, 'Creating a segment', path)
   }
   syncDir(dir)

@@ -11,9 +11,9 @@ import { LogWriter, type WriterSegment } from './log-writer.js'
 import { loadAddon } from './native-addon.js'
 import { nativeBackend } from './native-backend.js'
 import { normalizeOp, resolveOptions, type Operation, type Options, type ResolvedOptions } from './options.js'
-import { planPointInTime, planTail, type RecoveryReport, type TailPlan } from './recovery.js'
-import { replayBatchesAsync, replayBatchesSync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry, type ReplaySource } from './replay.js'
-import { createSegment, discardSpare, listSegments, prepareSpare, prepareSpareSync, syncDir, type SegmentRef, type Spare } from './segments.js'
+import { planPointInTime, planTail, runTailAsync, runTailSync, scanCleanTail, type RecoveryReport, type TailPlan } from './recovery.js'
+import { replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry, type ReplaySource } from './replay.js'
+import { SPARE_NAME, createSegment, discardSpare, listSegments, prepareSpare, prepareSpareSync, syncDir, type SegmentRef, type Spare } from './segments.js'
 
 let warnedFallback = false
 
@@ -21,7 +21,8 @@ function selectBackend(choice: ResolvedOptions['backend']): Backend {
   if (choice === 'js') return jsBackend
   const { addon, error } = loadAddon()
   if (addon) return nativeBackend(addon)
-  const why = error?.message.split('\n')[0] ?? 'unknown reason'
+  const override = process.env.FASTWAL_NATIVE_DIR
+  const why = (error?.message.split('\n')[0] ?? 'unknown reason') + (override ? `; FASTWAL_NATIVE_DIR is set to ${override}` : '')
   if (choice === 'native') {
     throw new WalError(
       'WAL_INVALID',
@@ -64,13 +65,26 @@ function prepare(dir: string, options: Options | undefined): { opts: ResolvedOpt
   return { opts, backend }
 }
 
+/** Takes the writer's lock; a spare left by a crash (only zeros) is removed under it. */
+function lockDir(dir: string, exists: boolean, opts: ResolvedOptions): DirLock | undefined {
+  if (!exists || opts.readOnly) return undefined
+  const lock = acquireLock(dir)
+  try {
+    fs.rmSync(join(dir, SPARE_NAME), { force: true })
+  } catch (err) {
+    lock.release()
+    throw ioError(err, 'Removing a stale preallocated file', join(dir, SPARE_NAME), 'open')
+  }
+  return lock
+}
+
 function ensureDir(dir: string, opts: ResolvedOptions): boolean {
   if (opts.readOnly) return fs.existsSync(dir)
   try {
     fs.mkdirSync(dir, { recursive: true })
     return true
   } catch (err) {
-    throw ioError(err, 'Creating the WAL directory', dir)
+    throw ioError(err, 'Creating the WAL directory', dir, 'open')
   }
 }
 
@@ -115,8 +129,9 @@ function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segmen
       backend.syncSync(fd)
       current = { name: plan.segment.name, path, firstLsn: plan.segment.firstLsn, prevLsn: plan.prevLsn, fd, end, written: end }
     } else {
-      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: plan.checkpointLsn }, opts.preallocate ? opts.segmentSize : 0, spare)
-      spare = undefined
+      const taken = spare
+      spare = undefined // createSegment owns it now, on failure too
+      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: plan.checkpointLsn }, opts.preallocate ? opts.segmentSize : 0, taken)
       segments.push({ name: made.name, firstLsn: made.firstLsn })
       current = { ...made, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE }
       dirChanged = false
@@ -131,15 +146,48 @@ function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segmen
     if (spare) discardSpare(spare)
     lock?.release()
     if (err instanceof WalError) throw err
-    throw ioError(err, 'Opening the log', dir)
+    throw ioError(err, 'Opening the log', dir, 'open')
   }
 }
 
 
-function planRecovery(dir: string, segments: SegmentRef[], backend: Backend, mode: ResolvedOptions['recovery'], read?: (p: string) => Buffer): TailPlan {
-  const tail = planTail(dir, segments, backend, mode, read)
+/** The recovery plan: the streamed clean-tail result if there is one, else the full analysis. */
+function planRecovery(dir: string, segments: SegmentRef[], backend: Backend, mode: ResolvedOptions['recovery'], fast: TailPlan | undefined): TailPlan {
+  const tail = fast ?? planTail(dir, segments, backend, mode)
   if (mode !== 'point-in-time') return tail
-  return planPointInTime(dir, segments, backend, tail, read) ?? tail
+  return planPointInTime(dir, segments, backend, tail) ?? tail
+}
+
+function withFdSync<T>(path: string, fn: (fd: number, size: number) => T): T {
+  let fd: number
+  try {
+    fd = fs.openSync(path, 'r')
+  } catch (err) {
+    throw ioError(err, 'Reading the last segment', path, 'open')
+  }
+  try {
+    return fn(fd, fs.fstatSync(fd).size)
+  } catch (err) {
+    throw err instanceof WalError ? err : ioError(err, 'Reading the last segment', path, 'open')
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+async function withFd<T>(path: string, fn: (fd: number, size: number) => Promise<T>): Promise<T> {
+  let fd: number
+  try {
+    fd = fs.openSync(path, 'r')
+  } catch (err) {
+    throw ioError(err, 'Reading the last segment', path, 'open')
+  }
+  try {
+    return await fn(fd, fs.fstatSync(fd).size)
+  } catch (err) {
+    throw err instanceof WalError ? err : ioError(err, 'Reading the last segment', path, 'open')
+  } finally {
+    fs.closeSync(fd)
+  }
 }
 
 export class WriteAheadLog {
@@ -176,36 +224,36 @@ export class WriteAheadLog {
   static async open(dir: string, options?: Options): Promise<WriteAheadLog> {
     const { opts, backend } = prepare(dir, options)
     const exists = ensureDir(dir, opts)
-    const lock = exists && !opts.readOnly ? acquireLock(dir) : undefined
+    const lock = lockDir(dir, exists, opts)
     try {
       const segments = exists ? listSegments(dir) : []
       const last = segments[segments.length - 1]
-      // The one large read of open happens off the event loop.
-      const lastBuf = last ? await fs.promises.readFile(join(dir, last.name)) : undefined
-      const lastPath = last ? join(dir, last.name) : ''
-      const read = (p: string) => (p === lastPath && lastBuf ? lastBuf : fs.readFileSync(p))
-      const plan = planRecovery(dir, segments, backend, opts.recovery, read)
+      // The common case (a clean tail) is read in chunks on the thread pool.
+      const fast = last ? await withFd(join(dir, last.name), (fd, size) => runTailAsync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
+      const plan = planRecovery(dir, segments, backend, opts.recovery, fast)
       // A new log's first segment is zero-filled on the thread pool before open resolves.
       const spare = lock && !plan.segment && opts.preallocate ? await prepareSpare(dir, backend, opts.segmentSize) : undefined
       return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock, spare))
     } catch (err) {
       lock?.release()
-      throw err instanceof WalError ? err : ioError(err, 'Opening the log', dir)
+      throw err instanceof WalError ? err : ioError(err, 'Opening the log', dir, 'open')
     }
   }
 
   static openSync(dir: string, options?: Options): WriteAheadLog {
     const { opts, backend } = prepare(dir, options)
     const exists = ensureDir(dir, opts)
-    const lock = exists && !opts.readOnly ? acquireLock(dir) : undefined
+    const lock = lockDir(dir, exists, opts)
     try {
       const segments = exists ? listSegments(dir) : []
-      const plan = planRecovery(dir, segments, backend, opts.recovery)
+      const last = segments[segments.length - 1]
+      const fast = last ? withFdSync(join(dir, last.name), (fd, size) => runTailSync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
+      const plan = planRecovery(dir, segments, backend, opts.recovery, fast)
       const spare = lock && !plan.segment && opts.preallocate ? prepareSpareSync(dir, backend, opts.segmentSize) : undefined
       return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock, spare))
     } catch (err) {
       lock?.release()
-      throw err instanceof WalError ? err : ioError(err, 'Opening the log', dir)
+      throw err instanceof WalError ? err : ioError(err, 'Opening the log', dir, 'open')
     }
   }
 

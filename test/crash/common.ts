@@ -1,6 +1,6 @@
 // Shared helpers of the crash-safety tests (not a test file itself).
 import * as fs from 'node:fs'
-import { basename, join } from 'node:path'
+import { join } from 'node:path'
 import * as assert from 'uvu/assert'
 import { WalError, WriteAheadLog } from '../../lib/index.js'
 import type { Operation } from '../../lib/options.js'
@@ -71,7 +71,7 @@ export async function replayAll(wal: WriteAheadLog): Promise<PlainBatch[]> {
   return out
 }
 
-/** replaySync, regrouped into batches by LSN ranges known from the model. */
+/** Every entry replaySync yields, from LSN 0. */
 export function replaySyncEntries(wal: WriteAheadLog): PlainBatch['entries'] {
   const out: PlainBatch['entries'] = []
   for (const e of wal.replaySync({ from: 0 })) out.push({ lsn: e.lsn, type: e.type, key: hex(e.key), value: e.value === undefined ? undefined : hex(e.value) })
@@ -172,6 +172,17 @@ export function lastNonZero(buf: Buffer, from: number, to = buf.length): number 
   return from
 }
 
-export function segName(path: string): string {
-  return basename(path)
+/** Byte ranges [start, end) of each record of a unit: BEGIN, ops, COMMIT for a batch. */
+export function recordRanges(u: Unit): [number, number][] {
+  if (u.kind === 'one') return [[u.start, u.end]]
+  const out: [number, number][] = [[u.start, u.start + HEADER]]
+  let p = u.start + HEADER
+  for (const op of u.ops) {
+    const e = p + opBytes(op)
+    out.push([p, e])
+    p = e
+  }
+  out.push([p, p + HEADER + 8])
+  if (p + HEADER + 8 !== u.end) throw new Error('recordRanges: sizes do not add up')
+  return out
 }
