@@ -64,16 +64,6 @@ Napi::Value ThrowIo(Napi::Env env, const IoResult& r) {
 
 // --- CRC --------------------------------------------------------------------------
 
-Napi::Value Crc(const Napi::CallbackInfo& info) {
-  uint8_t* data;
-  size_t len;
-  uint64_t seed = 0;
-  if (!GetBytes(info[0], "data", &data, &len)) return info.Env().Undefined();
-  if (info.Length() > 1 && !info[1].IsUndefined() && !GetUint(info[1], "seed", 4294967295.0, &seed))
-    return info.Env().Undefined();
-  return Napi::Number::New(info.Env(), Crc32c(static_cast<uint32_t>(seed), data, len));
-}
-
 Napi::Value CrcImplementation(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), Crc32cImplementation());
 }
@@ -85,85 +75,9 @@ struct Slice {
   size_t len = 0;
 };
 
-bool OptionalBytes(const Napi::Value& v, const char* name, Slice* s) {
-  if (v.IsUndefined() || v.IsNull()) return true;
-  return GetBytes(v, name, &s->data, &s->len);
-}
-
 bool RoomFor(Napi::Env env, size_t cap, uint64_t pos, uint64_t need) {
   if (pos > cap || need > cap - pos) return Fail(env, "output buffer too small");
   return true;
-}
-
-// encodeRecord(out, pos, type, lsn, mark, key, value?) -> end position. Standalone PUT/DEL.
-Napi::Value EncodeOne(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint8_t* out;
-  size_t cap;
-  uint64_t pos, type, lsn, mark;
-  Slice key, value;
-  if (!GetBytes(info[0], "out", &out, &cap) || !GetUint(info[1], "pos", kMaxSafe, &pos) ||
-      !GetUint(info[2], "type", 255, &type) || !GetUint(info[3], "lsn", kMaxSafe, &lsn) ||
-      !GetUint(info[4], "mark", kMaxSafe, &mark) || !GetBytes(info[5], "key", &key.data, &key.len) ||
-      !OptionalBytes(info[6], "value", &value))
-    return env.Undefined();
-  if (type != kPut && type != kDel) return Fail(env, "type must be PUT or DEL"), env.Undefined();
-  if (type == kDel && value.len) return Fail(env, "DEL has no value"), env.Undefined();
-  if (lsn == 0 || mark > lsn) return Fail(env, "bad lsn/mark"), env.Undefined();
-  if (key.len > kMaxPayload || value.len > kMaxPayload - key.len)
-    return Fail(env, "record too large"), env.Undefined();
-  const uint64_t need = kRecordHeaderSize + key.len + value.len;
-  if (!RoomFor(env, cap, pos, need)) return env.Undefined();
-  size_t n = EncodeRecord(out + pos, static_cast<uint8_t>(type), 0, static_cast<uint32_t>(key.len),
-                          lsn, mark, key.data, key.len, value.data, value.len);
-  return Napi::Number::New(env, static_cast<double>(pos + n));
-}
-
-// encodeBatch(out, pos, types, keys, values, first, mark) -> end position.
-// Writes BEGIN, every operation (flagged as batch members) and COMMIT in one pass.
-Napi::Value EncodeBatch(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint8_t* out;
-  size_t cap;
-  uint8_t* types;
-  size_t count;
-  uint64_t pos, first, mark;
-  if (!GetBytes(info[0], "out", &out, &cap) || !GetUint(info[1], "pos", kMaxSafe, &pos) ||
-      !GetBytes(info[2], "types", &types, &count) || !GetUint(info[5], "first", kMaxSafe, &first) ||
-      !GetUint(info[6], "mark", kMaxSafe, &mark))
-    return env.Undefined();
-  if (!info[3].IsArray() || !info[4].IsArray()) return Fail(env, "keys and values must be arrays"), env.Undefined();
-  Napi::Array keys = info[3].As<Napi::Array>();
-  Napi::Array values = info[4].As<Napi::Array>();
-  if (count == 0 || count > 0xFFFFFFFFu || keys.Length() != count || values.Length() != count)
-    return Fail(env, "batch arrays must have the same, non-zero length"), env.Undefined();
-  if (first == 0 || first + count - 1 > static_cast<uint64_t>(kMaxSafe) || mark >= first)
-    return Fail(env, "bad lsn/mark"), env.Undefined();
-
-  std::vector<Slice> k(count), v(count);
-  uint64_t need = 2 * kRecordHeaderSize + 8;
-  for (uint32_t i = 0; i < count; ++i) {
-    if (types[i] != kPut && types[i] != kDel) return Fail(env, "type must be PUT or DEL"), env.Undefined();
-    if (!GetBytes(keys.Get(i), "key", &k[i].data, &k[i].len) ||
-        !OptionalBytes(values.Get(i), "value", &v[i]))
-      return env.Undefined();
-    if (types[i] == kDel && v[i].len) return Fail(env, "DEL has no value"), env.Undefined();
-    if (k[i].len > kMaxPayload || v[i].len > kMaxPayload - k[i].len)
-      return Fail(env, "record too large"), env.Undefined();
-    need += kRecordHeaderSize + k[i].len + v[i].len;
-  }
-  if (!RoomFor(env, cap, pos, need)) return env.Undefined();
-
-  uint8_t* p = out + pos;
-  const uint32_t n32 = static_cast<uint32_t>(count);
-  p += EncodeRecord(p, kBegin, 0, n32, first, mark, nullptr, 0, nullptr, 0);
-  for (uint32_t i = 0; i < count; ++i)
-    p += EncodeRecord(p, types[i], kFlagBatch, static_cast<uint32_t>(k[i].len), first + i, mark,
-                      k[i].data, k[i].len, v[i].data, v[i].len);
-  uint8_t begin_le[8];
-  for (int b = 0; b < 8; ++b) begin_le[b] = static_cast<uint8_t>(first >> (8 * b));
-  p += EncodeRecord(p, kCommit, 0, n32, first + count - 1, mark, begin_le, 8, nullptr, 0);
-  return Napi::Number::New(env, static_cast<double>(p - out));
 }
 
 // encodeCheckpoint(out, pos, lsn, mark, checkpointLsn) -> end position.
@@ -410,11 +324,168 @@ Napi::Value UnlockFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// --- Hot paths on the raw C API --------------------------------------------------------
+// crc32c, encodeRecord and encodeBatch run once per append or batch. node-addon-api's
+// CallbackInfo heap-allocates for more than six arguments and its typed-array accessors
+// make several N-API calls per buffer; here one napi_get_typedarray_info does it all.
+
+napi_value RawThrow(napi_env env, const char* msg) {
+  napi_throw_type_error(env, nullptr, msg);
+  return nullptr;
+}
+
+bool RawBytes(napi_env env, napi_value v, uint8_t** data, size_t* len) {
+  bool is_typed = false;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return false;
+  napi_typedarray_type type;
+  void* p = nullptr;
+  size_t n = 0;
+  if (napi_get_typedarray_info(env, v, &type, &n, &p, nullptr, nullptr) != napi_ok || type != napi_uint8_array)
+    return false;
+  *data = static_cast<uint8_t*>(p);
+  *len = n;
+  return true;
+}
+
+bool RawOptionalBytes(napi_env env, napi_value v, uint8_t** data, size_t* len) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return false;
+  if (t == napi_undefined || t == napi_null) {
+    *data = nullptr;
+    *len = 0;
+    return true;
+  }
+  return RawBytes(env, v, data, len);
+}
+
+bool RawUint(napi_env env, napi_value v, double max, uint64_t* out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (!(d >= 0) || d > max || std::floor(d) != d) return false;
+  *out = static_cast<uint64_t>(d);
+  return true;
+}
+
+napi_value RawNumber(napi_env env, double v) {
+  napi_value out = nullptr;
+  napi_create_double(env, v, &out);
+  return out;
+}
+
+// crc32c(data, seed?)
+napi_value RawCrc(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  uint8_t* data;
+  size_t len;
+  uint64_t seed = 0;
+  if (argc < 1 || !RawBytes(env, argv[0], &data, &len)) return RawThrow(env, "fastwal native: data must be a Uint8Array");
+  if (argc > 1) {
+    napi_valuetype t;
+    napi_typeof(env, argv[1], &t);
+    if (t != napi_undefined && !RawUint(env, argv[1], 4294967295.0, &seed))
+      return RawThrow(env, "fastwal native: seed must be an integer in range");
+  }
+  napi_value out = nullptr;
+  napi_create_uint32(env, Crc32c(static_cast<uint32_t>(seed), data, len), &out);
+  return out;
+}
+
+// encodeRecord(out, pos, type, lsn, mark, key, value?) -> end position. Standalone PUT/DEL.
+napi_value RawEncodeOne(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  if (argc < 6) return RawThrow(env, "fastwal native: encodeRecord needs 6 or 7 arguments");
+  uint8_t *out, *key, *value = nullptr;
+  size_t cap, klen, vlen = 0;
+  uint64_t pos, type, lsn, mark;
+  if (!RawBytes(env, argv[0], &out, &cap)) return RawThrow(env, "fastwal native: out must be a Uint8Array");
+  if (!RawUint(env, argv[1], kMaxSafe, &pos) || !RawUint(env, argv[2], 255, &type) ||
+      !RawUint(env, argv[3], kMaxSafe, &lsn) || !RawUint(env, argv[4], kMaxSafe, &mark))
+    return RawThrow(env, "fastwal native: pos, type, lsn and mark must be integers in range");
+  if (!RawBytes(env, argv[5], &key, &klen)) return RawThrow(env, "fastwal native: key must be a Uint8Array");
+  if (argc > 6 && !RawOptionalBytes(env, argv[6], &value, &vlen))
+    return RawThrow(env, "fastwal native: value must be a Uint8Array");
+  if (type != kPut && type != kDel) return RawThrow(env, "fastwal native: type must be PUT or DEL");
+  if (type == kDel && vlen) return RawThrow(env, "fastwal native: DEL has no value");
+  if (lsn == 0 || mark > lsn) return RawThrow(env, "fastwal native: bad lsn/mark");
+  if (klen > kMaxPayload || vlen > kMaxPayload - klen) return RawThrow(env, "fastwal native: record too large");
+  const uint64_t need = kRecordHeaderSize + klen + vlen;
+  if (pos > cap || need > cap - pos) return RawThrow(env, "fastwal native: output buffer too small");
+  size_t n = EncodeRecord(out + pos, static_cast<uint8_t>(type), 0, static_cast<uint32_t>(klen), lsn, mark,
+                          key, klen, value, vlen);
+  return RawNumber(env, static_cast<double>(pos + n));
+}
+
+// encodeBatch(out, pos, types, keys, values, first, mark) -> end position.
+// Writes BEGIN, every operation (flagged as batch members) and COMMIT in one pass.
+napi_value RawEncodeBatch(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
+  if (argc < 7) return RawThrow(env, "fastwal native: encodeBatch needs 7 arguments");
+  uint8_t *out, *types;
+  size_t cap, count;
+  uint64_t pos, first, mark;
+  if (!RawBytes(env, argv[0], &out, &cap) || !RawBytes(env, argv[2], &types, &count))
+    return RawThrow(env, "fastwal native: out and types must be Uint8Arrays");
+  if (!RawUint(env, argv[1], kMaxSafe, &pos) || !RawUint(env, argv[5], kMaxSafe, &first) ||
+      !RawUint(env, argv[6], kMaxSafe, &mark))
+    return RawThrow(env, "fastwal native: pos, first and mark must be integers in range");
+  bool ka = false, va = false;
+  napi_is_array(env, argv[3], &ka);
+  napi_is_array(env, argv[4], &va);
+  if (!ka || !va) return RawThrow(env, "fastwal native: keys and values must be arrays");
+  uint32_t nk = 0, nv = 0;
+  napi_get_array_length(env, argv[3], &nk);
+  napi_get_array_length(env, argv[4], &nv);
+  if (count == 0 || count > 0xFFFFFFFFu || nk != count || nv != count)
+    return RawThrow(env, "fastwal native: batch arrays must have the same, non-zero length");
+  if (first == 0 || first + count - 1 > static_cast<uint64_t>(kMaxSafe) || mark >= first)
+    return RawThrow(env, "fastwal native: bad lsn/mark");
+
+  std::vector<Slice> k(count), v(count);
+  uint64_t need = 2 * kRecordHeaderSize + 8;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (types[i] != kPut && types[i] != kDel) return RawThrow(env, "fastwal native: type must be PUT or DEL");
+    napi_value kv, vv;
+    if (napi_get_element(env, argv[3], i, &kv) != napi_ok || napi_get_element(env, argv[4], i, &vv) != napi_ok)
+      return nullptr;
+    if (!RawBytes(env, kv, &k[i].data, &k[i].len)) return RawThrow(env, "fastwal native: key must be a Uint8Array");
+    if (!RawOptionalBytes(env, vv, &v[i].data, &v[i].len))
+      return RawThrow(env, "fastwal native: value must be a Uint8Array");
+    if (types[i] == kDel && v[i].len) return RawThrow(env, "fastwal native: DEL has no value");
+    if (k[i].len > kMaxPayload || v[i].len > kMaxPayload - k[i].len)
+      return RawThrow(env, "fastwal native: record too large");
+    need += kRecordHeaderSize + k[i].len + v[i].len;
+  }
+  if (pos > cap || need > cap - pos) return RawThrow(env, "fastwal native: output buffer too small");
+
+  uint8_t* p = out + pos;
+  const uint32_t n32 = static_cast<uint32_t>(count);
+  p += EncodeRecord(p, kBegin, 0, n32, first, mark, nullptr, 0, nullptr, 0);
+  for (uint32_t i = 0; i < count; ++i)
+    p += EncodeRecord(p, types[i], kFlagBatch, static_cast<uint32_t>(k[i].len), first + i, mark, k[i].data,
+                      k[i].len, v[i].data, v[i].len);
+  uint8_t begin_le[8];
+  for (int b = 0; b < 8; ++b) begin_le[b] = static_cast<uint8_t>(first >> (8 * b));
+  p += EncodeRecord(p, kCommit, 0, n32, first + count - 1, mark, begin_le, 8, nullptr, 0);
+  return RawNumber(env, static_cast<double>(p - out));
+}
+
+void SetRaw(Napi::Env env, Napi::Object exports, const char* name, napi_callback cb) {
+  napi_value fn;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn);
+  exports.Set(name, Napi::Value(env, fn));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("crc32c", Napi::Function::New(env, Crc, "crc32c"));
+  SetRaw(env, exports, "crc32c", RawCrc);
   exports.Set("crc32cImplementation", Napi::Function::New(env, CrcImplementation));
-  exports.Set("encodeRecord", Napi::Function::New(env, EncodeOne, "encodeRecord"));
-  exports.Set("encodeBatch", Napi::Function::New(env, EncodeBatch, "encodeBatch"));
+  SetRaw(env, exports, "encodeRecord", RawEncodeOne);
+  SetRaw(env, exports, "encodeBatch", RawEncodeBatch);
   exports.Set("encodeCheckpoint", Napi::Function::New(env, EncodeCheckpoint, "encodeCheckpoint"));
   exports.Set("scan", Napi::Function::New(env, Scan, "scan"));
   exports.Set("findNextRecord", Napi::Function::New(env, FindNext, "findNextRecord"));
