@@ -11,6 +11,9 @@ import { BACKENDS, tmpDir, type BackendName } from '../helpers/util.js'
 import { hex, plainBatch } from './common.js'
 import { genUnit, parseKey } from './fixtures/gen.js'
 
+// `ulimit -f` and SIGXFSZ are POSIX: on Windows these tests are skipped, visibly.
+const posixTest = process.platform === 'win32' ? test.skip : test
+
 const ROOT = resolve(__dirname, '../..')
 const CHILD = join(__dirname, 'fixtures', 'efbig-writer.ts')
 const LIMIT_KB = 64
@@ -78,7 +81,7 @@ async function reopenAndCheck(dir: string, backend: BackendName, cycle: number, 
 
 for (const backend of BACKENDS) {
   for (const mode of ['async', 'sync', 'prealloc-existing'] as const) {
-    test(`${backend}, ${mode}: a write failing with EFBIG rejects with WAL_IO, then WAL_FAILED; reopen keeps every acknowledged entry`, async () => {
+    posixTest(`${backend}, ${mode}: a write failing with EFBIG rejects with WAL_IO, then WAL_FAILED; reopen keeps every acknowledged entry`, async () => {
       const dir = tmpDir(`efbig-${backend}-${mode}`)
       const cycle = mode === 'async' ? 1 : mode === 'sync' ? 2 : 3
       const segmentSize = mode === 'prealloc-existing' ? 2 * LIMIT_KB * 1024 : 1024 * 1024
@@ -109,7 +112,7 @@ for (const backend of BACKENDS) {
     })
   }
 
-  test(`${backend}: an open that cannot preallocate its first segment rejects with WAL_IO and releases the lock`, async () => {
+  posixTest(`${backend}: an open that cannot preallocate its first segment rejects with WAL_IO and releases the lock`, async () => {
     const dir = tmpDir(`efbig-${backend}-open`)
     const r = await runLimited({ dir, backend, mode: 'prealloc-open', seed: SEED, cycle: 4, inflight: 1, segmentSize: 4 * LIMIT_KB * 1024 })
     const where = `${backend} prealloc-open`
