@@ -134,6 +134,7 @@ export class ReplayReader {
   private segIndex = -1
   private seg: SegmentRef | undefined
   private fd = -1
+  private size = 0 // file size at open, to size reads of segments read to their end
   private pos = 0
   private need = 0
   private readonly assembler: BatchAssembler
@@ -158,7 +159,8 @@ export class ReplayReader {
         if (this.src.limitFor(this.seg!.name) >= 0) this.closeSegment()
         continue
       }
-      const want = Math.max(this.need, Math.min(CHUNK_SIZE, limit >= 0 ? limit - this.pos : CHUNK_SIZE))
+      const avail = limit >= 0 ? limit - this.pos : Math.max(this.size - this.pos, 1)
+      const want = Math.max(this.need, Math.min(CHUNK_SIZE, avail))
       if (want <= 0) {
         this.closeSegment()
         continue
@@ -240,6 +242,7 @@ export class ReplayReader {
       }
       throw ioError(err, 'Opening a segment for replay', path)
     }
+    this.size = fs.fstatSync(this.fd).size
     const header = Buffer.alloc(SEGMENT_HEADER_SIZE)
     const n = fs.readSync(this.fd, header, 0, SEGMENT_HEADER_SIZE, 0)
     const h = decodeSegmentHeader(header.subarray(0, n), this.src.backend.crc32c)
