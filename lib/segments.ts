@@ -59,10 +59,22 @@ export interface Spare {
   size: number
 }
 
-export const SPARE_NAME = 'prealloc.tmp'
+let spareCounter = 0
+
+/**
+ * Each preparation gets its own name, so a closed writer whose zero fill is still running
+ * can never touch the file of the next writer on the same directory.
+ */
+function spareName(): string {
+  return `prealloc-${process.pid}-${++spareCounter}.tmp`
+}
+
+export function isSpareName(name: string): boolean {
+  return /^prealloc(-[0-9]+-[0-9]+)?\.tmp$/.test(name)
+}
 
 export async function prepareSpare(dir: string, backend: Backend, size: number): Promise<Spare> {
-  const path = join(dir, SPARE_NAME)
+  const path = join(dir, spareName())
   // A plain fd (not a FileHandle, which would close itself when garbage-collected).
   const fd = await new Promise<number>((resolve, reject) => fs.open(path, 'w+', (err, f) => (err ? reject(err) : resolve(f))))
   try {
@@ -77,7 +89,7 @@ export async function prepareSpare(dir: string, backend: Backend, size: number):
 }
 
 export function prepareSpareSync(dir: string, backend: Backend, size: number): Spare {
-  const path = join(dir, SPARE_NAME)
+  const path = join(dir, spareName())
   const fd = fs.openSync(path, 'w+')
   try {
     backend.zeroFillSync(fd, 0, size)

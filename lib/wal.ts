@@ -13,7 +13,7 @@ import { nativeBackend } from './native-backend.js'
 import { normalizeOp, resolveOptions, type Operation, type Options, type ResolvedOptions } from './options.js'
 import { planPointInTime, planTail, runTailAsync, runTailSync, scanCleanTail, type RecoveryReport, type TailPlan } from './recovery.js'
 import { replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry, type ReplaySource } from './replay.js'
-import { SPARE_NAME, createSegment, discardSpare, listSegments, prepareSpare, prepareSpareSync, syncDir, type SegmentRef, type Spare } from './segments.js'
+import { isSpareName, createSegment, discardSpare, listSegments, prepareSpare, prepareSpareSync, syncDir, type SegmentRef, type Spare } from './segments.js'
 
 let warnedFallback = false
 
@@ -70,10 +70,10 @@ function lockDir(dir: string, exists: boolean, opts: ResolvedOptions): DirLock |
   if (!exists || opts.readOnly) return undefined
   const lock = acquireLock(dir)
   try {
-    fs.rmSync(join(dir, SPARE_NAME), { force: true })
+    for (const name of fs.readdirSync(dir)) if (isSpareName(name)) fs.rmSync(join(dir, name), { force: true })
   } catch (err) {
     lock.release()
-    throw ioError(err, 'Removing a stale preallocated file', join(dir, SPARE_NAME), 'open')
+    throw ioError(err, 'Removing a stale preallocated file', dir, 'open')
   }
   return lock
 }

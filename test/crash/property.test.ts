@@ -138,7 +138,7 @@ test('native-written and js-written files are byte-identical for the same sequen
         }
       },
     ),
-    { numRuns: RUNS },
+    { numRuns: RUNS, endOnFailure: process.env.FASTWAL_PROPERTY_NO_SHRINK === '1' },
   )
 })
 
