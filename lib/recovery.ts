@@ -7,7 +7,6 @@ import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
 import {
   FLAG_BATCH,
-  IX_AUX,
   IX_LENGTH,
   IX_LSN,
   IX_MARK,
@@ -304,7 +303,6 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
   let maxMarkAfter = 0
   let droppedEntries = 0
   let droppedBatches = 0
-  let checkpointAfter = 0
   const countRecords = (index: Float64Array) => {
     for (let i = 0; i < index.length; i += IX_STRIDE) {
       const type = index[i + IX_TYPE] & 0xff
@@ -312,8 +310,6 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
       maxLsn = Math.max(maxLsn, index[i + IX_LSN])
       if (type === TYPE_PUT || type === TYPE_DEL) droppedEntries++
       else if (type === TYPE_BEGIN) droppedBatches++
-      else if (type === TYPE_CHECKPOINT) checkpointAfter = Math.max(checkpointAfter, readU64(buf, index[i + IX_POS] + RECORD_HEADER_SIZE))
-      void index[i + IX_AUX]
     }
   }
   // The records of a dropped open batch, between batchStart and the byte damage.
@@ -324,7 +320,6 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
 
   if (mode === 'strict') throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
   if (mode === 'tolerate-tail' && maxMarkAfter > keptLsn) throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
-  void checkpointAfter
   report.truncatedBytes = dataEnd - damage
   report.droppedEntries = droppedEntries
   report.droppedBatches = droppedBatches
