@@ -158,36 +158,36 @@ function planRecovery(dir: string, segments: SegmentRef[], backend: Backend, mod
   return planPointInTime(dir, segments, backend, tail) ?? tail
 }
 
-function withFdSync<T>(path: string, fn: (fd: number, size: number) => T): T {
+/** Runs fn on the last segment opened for reading; closes it when fn (or its promise) is done. */
+function withLastSegment<T>(path: string, fn: (fd: number, size: number) => T): T {
+  const wrap = (err: unknown) => (err instanceof WalError ? err : ioError(err, 'Reading the last segment', path, 'open'))
   let fd: number
   try {
     fd = fs.openSync(path, 'r')
   } catch (err) {
-    throw ioError(err, 'Reading the last segment', path, 'open')
+    throw wrap(err)
   }
+  let result: T
   try {
-    return fn(fd, fs.fstatSync(fd).size)
+    result = fn(fd, fs.fstatSync(fd).size)
   } catch (err) {
-    throw err instanceof WalError ? err : ioError(err, 'Reading the last segment', path, 'open')
-  } finally {
     fs.closeSync(fd)
+    throw wrap(err)
   }
-}
-
-async function withFd<T>(path: string, fn: (fd: number, size: number) => Promise<T>): Promise<T> {
-  let fd: number
-  try {
-    fd = fs.openSync(path, 'r')
-  } catch (err) {
-    throw ioError(err, 'Reading the last segment', path, 'open')
-  }
-  try {
-    return await fn(fd, fs.fstatSync(fd).size)
-  } catch (err) {
-    throw err instanceof WalError ? err : ioError(err, 'Reading the last segment', path, 'open')
-  } finally {
+  if (!(result instanceof Promise)) {
     fs.closeSync(fd)
+    return result
   }
+  return result.then(
+    (v) => {
+      fs.closeSync(fd)
+      return v
+    },
+    (err) => {
+      fs.closeSync(fd)
+      throw wrap(err)
+    },
+  ) as T
 }
 
 export class WriteAheadLog {
@@ -229,7 +229,7 @@ export class WriteAheadLog {
       const segments = exists ? listSegments(dir) : []
       const last = segments[segments.length - 1]
       // The common case (a clean tail) is read in chunks on the thread pool.
-      const fast = last ? await withFd(join(dir, last.name), (fd, size) => runTailAsync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
+      const fast = last ? await withLastSegment(join(dir, last.name), (fd, size) => runTailAsync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
       const plan = planRecovery(dir, segments, backend, opts.recovery, fast)
       // A new log's first segment is zero-filled on the thread pool before open resolves.
       const spare = lock && !plan.segment && opts.preallocate ? await prepareSpare(dir, backend, opts.segmentSize) : undefined
@@ -247,7 +247,7 @@ export class WriteAheadLog {
     try {
       const segments = exists ? listSegments(dir) : []
       const last = segments[segments.length - 1]
-      const fast = last ? withFdSync(join(dir, last.name), (fd, size) => runTailSync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
+      const fast = last ? withLastSegment(join(dir, last.name), (fd, size) => runTailSync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
       const plan = planRecovery(dir, segments, backend, opts.recovery, fast)
       const spare = lock && !plan.segment && opts.preallocate ? prepareSpareSync(dir, backend, opts.segmentSize) : undefined
       return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock, spare))

@@ -34,21 +34,4 @@ export function lastSegment(dir: string): string {
   return join(dir, s[s.length - 1])
 }
 
-/** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
-export function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x
-  }
-}
-
-export function randomBytes(rand: () => number, n: number): Buffer {
-  const b = Buffer.allocUnsafe(n)
-  for (let i = 0; i < n; i++) b[i] = rand() & 0xff
-  return b
-}
+export { prng, randomBytes } from './prng.js'
