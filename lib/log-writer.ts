@@ -92,10 +92,15 @@ export class LogWriter {
     }
   }
 
-  /** Offset up to which the current segment's records have been handed to the OS. */
+  /**
+   * Offset up to which `name`'s records have been handed to the OS, or -1 once the
+   * segment is finished (read it to its end). A segment the writer has rotated away from
+   * stays limited while jobs for it are still queued or in flight.
+   */
   writtenEnd(name: string): number {
-    const s = this.cur.name === name ? this.cur : undefined
-    return s ? s.written : -1
+    if (this.cur.name === name) return this.cur.written
+    const busy = this.inflight?.seg.name === name ? this.inflight.seg : this.queue.find((j) => j.seg.name === name)?.seg
+    return busy ? busy.written : -1
   }
 
   // --- appends -------------------------------------------------------------------------
@@ -287,12 +292,21 @@ export class LogWriter {
         this.fail(err, job.seg)
         this.rejectJob(job)
         this.closeRetired()
+        this.notifyIdle()
       },
     )
   }
 
   private complete(job: Job): void {
     this.inflight = undefined
+    if (this.failed) {
+      // A sync on another path failed meanwhile: this job's own success proves nothing
+      // (Linux reports a writeback error once per open file), so it is not acknowledged.
+      this.rejectJob(job)
+      this.closeRetired()
+      this.notifyIdle()
+      return
+    }
     this.recordDone(job)
     this.closeRetired()
     // Start the next group's write+sync before settling this group's promises: the
@@ -300,6 +314,20 @@ export class LogWriter {
     // works, instead of before it. Jobs still run one at a time, in order.
     if (!this.closed && !this.failed && (this.queue.length > 0 || this.stageBusy())) this.pump()
     this.settle(job)
+    this.notifyIdle()
+  }
+
+  private readonly idleWaiters: (() => void)[] = []
+
+  /** Calls cb once no job is on the thread pool (at once if none is). */
+  whenIdle(cb: () => void): void {
+    if (!this.inflight) cb()
+    else this.idleWaiters.push(cb)
+  }
+
+  private notifyIdle(): void {
+    if (this.inflight) return
+    for (const cb of this.idleWaiters.splice(0)) cb()
   }
 
   private finishJob(job: Job): void {
@@ -400,6 +428,7 @@ export class LogWriter {
     this.queue.length = 0
     this.rejectJob(this.stage)
     this.stage.len = 0
+    if (this.inflight) this.rejectJob(this.inflight)
   }
 
   private rejectJob(job: Job): void {

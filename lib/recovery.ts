@@ -223,7 +223,14 @@ export async function runTailAsync(gen: Generator<TailRead, TailPlan | undefined
  * Decides where the log ends. `segments` is sorted; its last usable one is read whole.
  * Throws WAL_CORRUPT when the damage found is not a torn tail under `mode`.
  */
-export function planTail(dir: string, segments: SegmentRef[], backend: Backend, mode: RecoveryMode, readSegment: (path: string) => Buffer = fs.readFileSync): TailPlan {
+export function planTail(
+  dir: string,
+  segments: SegmentRef[],
+  backend: Backend,
+  mode: RecoveryMode,
+  readSegment: (path: string) => Buffer = fs.readFileSync,
+  older = false, // the segment before a torn last one: it was synced whole, so damage is corruption
+): TailPlan {
   const report: RecoveryReport = { mode, truncatedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
   if (segments.length === 0) return { prevLsn: 0, validEnd: 0, dataEnd: 0, keptLsn: 0, maxLsn: 0, checkpointLsn: 0, report }
 
@@ -245,7 +252,7 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
       // Records behind a missing header cannot be judged; refuse to guess.
       throw corrupt(dir, seg.name, 0, 'Zeroed segment header with data behind it', mode)
     }
-    const rest = planTail(dir, segments.slice(0, -1), backend, mode, readSegment)
+    const rest = planTail(dir, segments.slice(0, -1), backend, mode, readSegment, true)
     const floor = Math.max(rest.maxLsn, seg.firstLsn - 1)
     return {
       ...rest,
@@ -315,11 +322,17 @@ export function planTail(dir: string, segments: SegmentRef[], backend: Backend, 
   // The records of a dropped open batch, between batchStart and the byte damage.
   const head = backend.scan(buf, damage, pos)
   countRecords(head.index)
-  if (stale) countRecords(backend.scan(buf, pos, dataEnd).index) // valid bytes, out of order
-  scanPastDamage(backend, buf, pos, dataEnd, countRecords)
+  if (stale) {
+    // The out-of-order run is valid bytes: count it once, then look past where it ends.
+    const s = backend.scan(buf, pos, dataEnd)
+    countRecords(s.index)
+    scanPastDamage(backend, buf, Math.max(s.stop, pos), dataEnd, countRecords)
+  } else {
+    scanPastDamage(backend, buf, pos, dataEnd, countRecords)
+  }
 
   if (mode === 'strict') throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
-  if (mode === 'tolerate-tail' && maxMarkAfter > keptLsn) throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
+  if (mode === 'tolerate-tail' && (older || maxMarkAfter > keptLsn)) throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
   report.truncatedBytes = dataEnd - damage
   report.droppedEntries = droppedEntries
   report.droppedBatches = droppedBatches

@@ -305,19 +305,27 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
   ) {}
 
   next(): Promise<IteratorResult<T>> {
-    if (this.i < this.items.length) return Promise.resolve({ value: this.items[this.i++] as T, done: false })
-    if (this.finished) return Promise.resolve({ value: undefined, done: true })
-    // Calls made while a chunk is being read wait for it, in order.
-    this.pending = (this.pending ?? Promise.resolve()).then(() => this.fill())
-    return this.pending
+    if (!this.pending) {
+      if (this.i < this.items.length) return Promise.resolve({ value: this.items[this.i++] as T, done: false })
+      if (this.finished) return Promise.resolve({ value: undefined, done: true })
+    }
+    // Calls made while a chunk is being read queue behind it, so results stay in order.
+    const p: Promise<IteratorResult<T>> = (this.pending ?? Promise.resolve()).then(() => this.fill())
+    this.pending = p
+    const clear = () => {
+      if (this.pending === p) this.pending = undefined
+    }
+    p.then(clear, clear)
+    return p
   }
 
   private async fill(): Promise<IteratorResult<T>> {
-    if (this.i < this.items.length) return { value: this.items[this.i++] as T, done: false }
     if (this.finished) return { value: undefined, done: true }
+    if (this.i < this.items.length) return { value: this.items[this.i++] as T, done: false }
     try {
       if (!this.reader) {
         if (this.before) await this.before()
+        if (this.finished) return { value: undefined, done: true }
         this.reader = new ReplayReader(this.src, this.from, this.asBatches)
       }
       this.items = []
@@ -328,7 +336,9 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
           this.finish()
           return { value: undefined, done: true }
         }
-        this.reader.accept(req, await this.src.backend.readScan(req.fd, req.buf, req.position), this.items)
+        const chunk = await this.src.backend.readScan(req.fd, req.buf, req.position)
+        if (this.finished) return { value: undefined, done: true } // return() was called meanwhile
+        this.reader.accept(req, chunk, this.items)
       }
       return { value: this.items[this.i++] as T, done: false }
     } catch (err) {
@@ -343,9 +353,14 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
     this.reader?.close()
   }
 
+  /** Ends iteration; a chunk read still on the thread pool finishes before the fd closes. */
   return(): Promise<IteratorResult<T>> {
-    this.finish()
-    return Promise.resolve({ value: undefined, done: true })
+    this.finished = true
+    const done = (): IteratorResult<T> => {
+      this.finish()
+      return { value: undefined, done: true }
+    }
+    return this.pending ? this.pending.then(done, done) : Promise.resolve(done())
   }
 
   [Symbol.asyncIterator](): this {

@@ -102,11 +102,6 @@ function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segmen
   }
   try {
     let dirChanged = false
-    for (const doomed of [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]) {
-      fs.unlinkSync(join(dir, doomed.name))
-      segments = segments.filter((s) => s !== doomed)
-      dirChanged = true
-    }
     let lastLsn = Math.max(plan.maxLsn, plan.keptLsn)
     let current: WriterSegment
     if (plan.segment) {
@@ -135,6 +130,14 @@ function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segmen
       segments.push({ name: made.name, firstLsn: made.firstLsn })
       current = { ...made, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE }
       dirChanged = false
+    }
+    // Whole segments are removed only after the kept one is repaired and synced, so a crash
+    // in between never keeps the removals without the LSN floor.
+    for (const doomed of [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]) {
+      segments = segments.filter((s) => s !== doomed)
+      if (doomed.name === current.name) continue // replaced in place by the new segment
+      fs.unlinkSync(join(dir, doomed.name))
+      dirChanged = true
     }
     if (dirChanged || plan.report.truncatedBytes > 0) syncDir(dir)
     const durableLsn = plan.maxLsn > plan.keptLsn ? plan.keptLsn : lastLsn
@@ -397,7 +400,8 @@ export class WriteAheadLog {
     const segs = w.segments
     let removed = 0
     while (segs.length - removed > 1 && segs[removed + 1].firstLsn - 1 <= lsn) removed++
-    const doomed = segs.slice(0, removed)
+    // Taken out of the list before the first await, so a concurrent checkpoint sees the rest.
+    const doomed = segs.splice(0, removed)
     for (const s of doomed) {
       const path = join(this.dir, s.name)
       try {
@@ -406,10 +410,7 @@ export class WriteAheadLog {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'Deleting a checkpointed segment', path)
       }
     }
-    if (removed > 0) {
-      segs.splice(0, removed)
-      syncDir(this.dir)
-    }
+    if (removed > 0) syncDir(this.dir)
   }
 
   // --- close ---------------------------------------------------------------------------
@@ -422,6 +423,9 @@ export class WriteAheadLog {
       const w = this.writer
       try {
         if (w && !w.failed) await w.syncAll().catch(() => undefined)
+        // After a failure a pool write may still be pending: let it land before another
+        // writer can take the lock and repair the tail under it.
+        if (w) await new Promise<void>((resolve) => w.whenIdle(resolve))
       } finally {
         w?.shutdown()
         this.lock?.release()
@@ -445,7 +449,11 @@ export class WriteAheadLog {
       }
     } finally {
       w?.shutdown()
-      this.lock?.release()
+      const lock = this.lock
+      // Without a failure, drainSync rewrote any in-flight bytes; with one, the lock waits
+      // for the pending pool write (see close()).
+      if (w?.failed && lock) w.whenIdle(() => lock.release())
+      else lock?.release()
     }
   }
 

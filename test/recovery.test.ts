@@ -145,6 +145,40 @@ for (const backend of BACKENDS) {
     p.closeSync()
   })
 
+  t('a stale run after the tail is dropped and counted once', () => {
+    const dir = tmpDir()
+    const w = WriteAheadLog.openSync(dir, base)
+    for (let i = 1; i <= 5; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'v' })
+    w.closeSync()
+    const file = join(dir, segmentFiles(dir)[0])
+    const offs = recordOffsets(backend, file)
+    const bytes = fs.readFileSync(file)
+    fs.appendFileSync(file, bytes.subarray(offs[1], offs[3])) // stale copies of LSN 2 and 3
+    const r = WriteAheadLog.openSync(dir, base)
+    assert.equal([...r.replaySync({ from: 0 })].map((e) => e.lsn), [1, 2, 3, 4, 5])
+    assert.is(r.recovery.droppedEntries, 2)
+    assert.is(r.recovery.truncatedBytes, offs[3] - offs[1])
+    r.closeSync()
+  })
+
+  t('behind a torn last header, damage in the segment before it is corruption, not a tail', () => {
+    const dir = tmpDir()
+    const opts = { ...base, segmentSize: 4096 }
+    const w = WriteAheadLog.openSync(dir, opts)
+    for (let i = 1; i <= 60; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'x'.repeat(100) })
+    w.closeSync()
+    const segs = segmentFiles(dir)
+    const prev = join(dir, segs[segs.length - 2])
+    const bytes = fs.readFileSync(prev)
+    bytes[bytes.length - 3] ^= 0x01 // the older segment's last record: synced before its successor existed
+    fs.writeFileSync(prev, bytes)
+    fs.writeFileSync(join(dir, segs[segs.length - 1]), Buffer.alloc(32)) // torn header on the last one
+    const before = snapshot(dir)
+    const err = openFails(() => WriteAheadLog.openSync(dir, opts), 'WAL_CORRUPT')
+    assert.is(err.segment, segs[segs.length - 2])
+    for (const [n, b] of before) assert.ok(fs.readFileSync(join(dir, n)).equals(b), `${n} untouched`)
+  })
+
   t('a zeroed or short header on the last segment is a torn tail', () => {
     for (const damage of ['empty', 'short', 'zeroed'] as const) {
       const dir = tmpDir()
