@@ -24,7 +24,13 @@ export interface WriterSegment {
   path: string
   firstLsn: number
   prevLsn: number
-  fd: number // -1 until the file is created
+  fd: number // -1 until the file is created; used by jobs on the thread pool
+  /**
+   * A second open file for the synchronous path (drainSync). Linux reports a writeback
+   * error once per open file, so a sync here and a concurrent sync of a pool job on `fd`
+   * must not share one: each would risk "succeeding" on the other's behalf.
+   */
+  syncFd?: number
   end: number // offset after the last record encoded for it (staged included)
   written: number // offset up to which writes have completed
 }
@@ -347,6 +353,11 @@ export class LogWriter {
     for (const w of waiters) w.resolve(w.value)
   }
 
+  private syncFdOf(seg: WriterSegment): number {
+    if (seg.syncFd === undefined) seg.syncFd = fs.openSync(seg.path, 'r+')
+    return seg.syncFd
+  }
+
   /**
    * Writes everything staged or queued, in order, on this thread; with `sync`, ends with
    * an fdatasync so every LSN so far is durable.
@@ -358,22 +369,24 @@ export class LogWriter {
     try {
       const inflight = this.inflight
       if (inflight) {
-        if (inflight.truncateTo >= 0) fs.ftruncateSync(inflight.seg.fd, inflight.truncateTo)
-        this.backend.writeSync(inflight.seg.fd, inflight.buf, 0, inflight.len, inflight.position)
-        if (inflight.sync) this.backend.syncSync(inflight.seg.fd)
+        const fd = this.syncFdOf(inflight.seg)
+        if (inflight.truncateTo >= 0) fs.ftruncateSync(fd, inflight.truncateTo)
+        this.backend.writeSync(fd, inflight.buf, 0, inflight.len, inflight.position)
+        if (inflight.sync) this.backend.syncSync(fd)
         seg = inflight.seg
       }
       while (this.queue.length > 0 || this.stageBusy()) {
         const job = this.queue.length > 0 ? this.queue.shift()! : this.sealStage()
         jobs.push(job)
-        if (seg && seg !== job.seg && seg.fd >= 0) this.backend.syncSync(seg.fd) // before the successor exists
+        if (seg && seg !== job.seg && seg.fd >= 0) this.backend.syncSync(this.syncFdOf(seg)) // before the successor exists
         this.ensureCreated(job.seg)
-        if (job.truncateTo >= 0) fs.ftruncateSync(job.seg.fd, job.truncateTo)
-        this.backend.writeSync(job.seg.fd, job.buf, 0, job.len, job.position)
-        if (job.sync) this.backend.syncSync(job.seg.fd)
+        const fd = this.syncFdOf(job.seg)
+        if (job.truncateTo >= 0) fs.ftruncateSync(fd, job.truncateTo)
+        this.backend.writeSync(fd, job.buf, 0, job.len, job.position)
+        if (job.sync) this.backend.syncSync(fd)
         seg = job.seg
       }
-      if (sync && this.cur.fd >= 0) this.backend.syncSync(this.cur.fd)
+      if (sync && this.cur.fd >= 0) this.backend.syncSync(this.syncFdOf(this.cur))
     } catch (err) {
       this.fail(err, seg ?? this.cur)
       for (const job of jobs) this.rejectJob(job)
@@ -446,7 +459,9 @@ export class LogWriter {
       if (this.inflight?.seg === s) continue
       this.retired.splice(i, 1)
       if (s.fd >= 0) fs.closeSync(s.fd)
+      if (s.syncFd !== undefined) fs.closeSync(s.syncFd)
       s.fd = -2
+      s.syncFd = undefined
     }
   }
 
