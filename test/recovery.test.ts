@@ -36,6 +36,15 @@ function openFails(fn: () => unknown, code: string): WalError {
   throw new Error(`expected ${code}`)
 }
 
+/** A log of n synced standalone puts (`k1`…), closed; returns its directory. */
+function writeLog(backend: (typeof BACKENDS)[number], opts: object, n: number, value: string): string {
+  const dir = tmpDir()
+  const w = WriteAheadLog.openSync(dir, { backend, ...opts })
+  for (let i = 1; i <= n; i++) w.appendSync({ type: 'put', key: `k${i}`, value })
+  w.closeSync()
+  return dir
+}
+
 for (const backend of BACKENDS) {
   const t = (name: string, fn: () => Promise<void> | void) => test(`[${backend}] ${name}`, fn)
   const base = { backend, preallocate: false } as const
@@ -65,10 +74,7 @@ for (const backend of BACKENDS) {
   })
 
   t('damage that a later durable mark shows was synced is WAL_CORRUPT and nothing changes', () => {
-    const dir = tmpDir()
-    const w = WriteAheadLog.openSync(dir, base)
-    for (let i = 1; i <= 6; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'synced' })
-    w.closeSync()
+    const dir = writeLog(backend, base, 6, 'synced')
     const file = join(dir, segmentFiles(dir)[0])
     const offs = recordOffsets(backend, file)
     zeroRecord(file, offs, 2)
@@ -97,10 +103,7 @@ for (const backend of BACKENDS) {
   })
 
   t('strict refuses a torn tail; tolerate-tail removes it; readOnly skips it and writes nothing', () => {
-    const dir = tmpDir()
-    const w = WriteAheadLog.openSync(dir, base)
-    for (let i = 1; i <= 3; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'v' })
-    w.closeSync()
+    const dir = writeLog(backend, base, 3, 'v')
     const file = join(dir, segmentFiles(dir)[0])
     fs.truncateSync(file, fs.statSync(file).size - 5)
     const before = snapshot(dir)
@@ -117,11 +120,8 @@ for (const backend of BACKENDS) {
   })
 
   t('point-in-time cuts at the first corruption even in an older segment', () => {
-    const dir = tmpDir()
     const opts = { ...base, segmentSize: 4096 }
-    const w = WriteAheadLog.openSync(dir, opts)
-    for (let i = 1; i <= 100; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'x'.repeat(100) })
-    w.closeSync()
+    const dir = writeLog(backend, opts, 100, 'x'.repeat(100))
     const segs = segmentFiles(dir)
     assert.ok(segs.length >= 3)
     const file = join(dir, segs[1])
@@ -146,10 +146,7 @@ for (const backend of BACKENDS) {
   })
 
   t('a stale run after the tail is dropped and counted once', () => {
-    const dir = tmpDir()
-    const w = WriteAheadLog.openSync(dir, base)
-    for (let i = 1; i <= 5; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'v' })
-    w.closeSync()
+    const dir = writeLog(backend, base, 5, 'v')
     const file = join(dir, segmentFiles(dir)[0])
     const offs = recordOffsets(backend, file)
     const bytes = fs.readFileSync(file)
@@ -162,11 +159,8 @@ for (const backend of BACKENDS) {
   })
 
   t('behind a torn last header, damage in the segment before it is corruption, not a tail', () => {
-    const dir = tmpDir()
     const opts = { ...base, segmentSize: 4096 }
-    const w = WriteAheadLog.openSync(dir, opts)
-    for (let i = 1; i <= 60; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'x'.repeat(100) })
-    w.closeSync()
+    const dir = writeLog(backend, opts, 60, 'x'.repeat(100))
     const segs = segmentFiles(dir)
     const prev = join(dir, segs[segs.length - 2])
     const bytes = fs.readFileSync(prev)
@@ -181,11 +175,8 @@ for (const backend of BACKENDS) {
 
   t('a zeroed or short header on the last segment is a torn tail', () => {
     for (const damage of ['empty', 'short', 'zeroed'] as const) {
-      const dir = tmpDir()
       const opts = { ...base, segmentSize: 4096 }
-      const w = WriteAheadLog.openSync(dir, opts)
-      for (let i = 1; i <= 60; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'x'.repeat(100) })
-      w.closeSync()
+      const dir = writeLog(backend, opts, 60, 'x'.repeat(100))
       const segs = segmentFiles(dir)
       const last = join(dir, segs[segs.length - 1])
       const lastFirst = Number(segs[segs.length - 1].slice(0, 20))
