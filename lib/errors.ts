@@ -6,6 +6,7 @@ export type WalErrorCode =
   | 'WAL_CLOSED'
   | 'WAL_READ_ONLY'
   | 'WAL_LOCKED'
+  | 'WAL_GONE'
   | 'WAL_CORRUPT'
   | 'WAL_IO'
   | 'WAL_FAILED'
@@ -15,6 +16,7 @@ export interface WalErrorDetails {
   offset?: number
   syscall?: string
   path?: string
+  firstLsn?: number
   cause?: unknown
 }
 
@@ -29,6 +31,8 @@ export class WalError extends Error {
   syscall?: string
   /** WAL_IO and WAL_LOCKED: the file involved. */
   path?: string
+  /** WAL_GONE: the lowest LSN the log still holds. */
+  firstLsn?: number
 
   constructor(code: WalErrorCode, message: string, details: WalErrorDetails = {}) {
     super(message, details.cause !== undefined ? { cause: details.cause } : undefined)
@@ -38,6 +42,7 @@ export class WalError extends Error {
     if (details.offset !== undefined) this.offset = details.offset
     if (details.syscall !== undefined) this.syscall = details.syscall
     if (details.path !== undefined) this.path = details.path
+    if (details.firstLsn !== undefined) this.firstLsn = details.firstLsn
   }
 }
 
@@ -61,13 +66,27 @@ export function toSystemError(err: unknown): SystemError {
   return e
 }
 
-const WRITE_HINT = 'The log refuses further appends; close it, fix the cause (disk space, permissions, hardware) and reopen.'
-const OPEN_HINT = 'Nothing was changed by this failed step; fix the cause (path, permissions, disk space) and open again.'
+/** What a caller can do after a failed step; every I/O error names one. */
+export const HINT = {
+  /** The writer is poisoned: appends give WAL_FAILED from now on. */
+  write: 'The log refuses further appends; close it, fix the cause (disk space, permissions, hardware) and reopen: recovery keeps every acknowledged record.',
+  /** Open failed before anything was changed, or with a repair left to redo. */
+  open: 'Fix the cause (path, permissions, disk space) and open again; an interrupted repair is finished by the next open.',
+  /** A read failed; the log itself is unchanged and appends go on. */
+  read: 'The log was not changed; fix the cause (permissions, hardware, a file put there by something else) and read again.',
+  /** Deleting checkpointed segments failed; the checkpoint itself is durable. */
+  checkpoint: 'The checkpoint record is durable; the segments it frees stay on disk until a later checkpoint deletes them. Fix the cause (permissions, hardware).',
+  /** The lock could not be taken or released. */
+  lock: 'Nothing was changed; check the permissions of the directory and its LOCK file.',
+} as const
 
-export function ioError(err: unknown, what: string, path: string, hint: 'write' | 'open' = 'write'): WalError {
+export type Hint = keyof typeof HINT
+
+export function ioError(err: unknown, what: string, path: string, hint: Hint): WalError {
+  if (err instanceof WalError) return err
   const cause = toSystemError(err)
   const syscall = cause.syscall ?? 'unknown'
-  return new WalError('WAL_IO', `${what} failed on ${path}: ${syscall} ${cause.code ?? ''} (${cause.message}). ${hint === 'write' ? WRITE_HINT : OPEN_HINT}`, {
+  return new WalError('WAL_IO', `${what} failed on ${path}: ${syscall} ${cause.code ?? ''} (${cause.message}). ${HINT[hint]}`, {
     syscall,
     path,
     cause,

@@ -1,4 +1,5 @@
 export { WriteAheadLog } from './wal.js'
+export type { ReadOptions } from './wal.js'
 export { WalError } from './errors.js'
 export type { WalErrorCode } from './errors.js'
 export type { Bytes, Operation, Options } from './options.js'

@@ -6,17 +6,23 @@
 // Synchronous calls (appendSync, closeSync, ...) drain everything in order on the calling
 // thread. A job already in flight on the pool is written again from the same bytes at the
 // same offset (idempotent), so the synchronous fdatasync covers it too.
+//
+// In the asynchronous path nothing blocks the event loop: segment creation (header write,
+// sync, directory sync) and the truncation of a finished segment run on the thread pool
+// as the first steps of the job that needs them.
 import * as fs from 'node:fs'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
 import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, TYPE_PUT } from './format.js'
 import type { EncodedOp, ResolvedOptions } from './options.js'
-import { createSegment, discardSpare, prepareSpare, type SegmentRef, type Spare } from './segments.js'
+import { createSegment, createSegmentAsync, discardSpare, fsCall, prepareSpare, syncDir, syncDirAsync, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
 
 interface Waiter {
   resolve(value: unknown): void
   reject(err: unknown): void
   value: unknown
+  /** The waiter needs its bytes synced, not only written. */
+  durable: boolean
 }
 
 export interface WriterSegment {
@@ -25,6 +31,10 @@ export interface WriterSegment {
   firstLsn: number
   prevLsn: number
   fd: number // -1 until the file is created; used by jobs on the thread pool
+  /** False while the directory entry of a just-created segment is not yet synced. */
+  dirSynced?: boolean
+  /** Set while the thread pool creates the file (createSegmentAsync). */
+  creating?: boolean
   /**
    * A second open file for the synchronous path (drainSync). Linux reports a writeback
    * error once per open file, so a sync here and a concurrent sync of a pool job on `fd`
@@ -116,8 +126,9 @@ export class LogWriter {
     const size = RECORD_HEADER_SIZE + op.key.length + (op.value ? op.value.length : 0)
     const job = this.reserve(size)
     const lsn = this.lastLsn + 1
-    job.len = this.backend.encodeRecord(job.buf, job.len, op.type, lsn, this.durableLsn, op.key, op.type === TYPE_PUT ? op.value : undefined)
-    this.commitStaged(job, lsn, size)
+    const start = job.len
+    const end = this.encode(() => this.backend.encodeRecord(job.buf, start, op.type, lsn, this.durableLsn, op.key, op.type === TYPE_PUT ? op.value : undefined))
+    this.commitStaged(job, lsn, start, end, size)
     return lsn
   }
 
@@ -125,25 +136,43 @@ export class LogWriter {
   stageBatch(types: Uint8Array, keys: Uint8Array[], values: (Uint8Array | undefined)[], size: number): number {
     const job = this.reserve(size)
     const first = this.lastLsn + 1
-    job.len = this.backend.encodeBatch(job.buf, job.len, types, keys, values, first, this.durableLsn)
-    this.commitStaged(job, first + types.length - 1, size)
+    const start = job.len
+    const end = this.encode(() => this.backend.encodeBatch(job.buf, start, types, keys, values, first, this.durableLsn))
+    this.commitStaged(job, first + types.length - 1, start, end, size)
     return first
   }
 
   stageCheckpoint(checkpointLsn: number): void {
     const size = RECORD_HEADER_SIZE + 8
     const job = this.reserve(size)
+    const start = job.len
     // A CHECKPOINT carries the current last LSN, so LSN fields never go backwards.
-    job.len = this.backend.encodeCheckpoint(job.buf, job.len, Math.max(this.lastLsn, 1), this.durableLsn, checkpointLsn)
-    this.commitStaged(job, this.lastLsn, size)
+    const end = this.encode(() => this.backend.encodeCheckpoint(job.buf, start, Math.max(this.lastLsn, 1), this.durableLsn, checkpointLsn))
+    this.commitStaged(job, this.lastLsn, start, end, size)
     // Later segment headers carry it, so it survives when this segment is deleted.
     this.checkpointLsn = Math.max(this.checkpointLsn, checkpointLsn)
   }
 
-  private commitStaged(job: Job, lastLsn: number, size: number): void {
+  private encode(fn: () => number): number {
+    try {
+      return fn()
+    } catch (err) {
+      throw new WalError('WAL_INVALID', `The operation could not be encoded (${(err as Error).message}); nothing was written.`, { cause: err })
+    }
+  }
+
+  /**
+   * Takes the encoded bytes into the stage. The segment end advances by what the encoder
+   * wrote, and that must be the size the rotation decision was made with: otherwise the
+   * bytes changed under us, and the record is refused rather than let a segment overflow.
+   */
+  private commitStaged(job: Job, lastLsn: number, start: number, end: number, size: number): void {
+    if (end - start !== size)
+      throw new WalError('WAL_INVALID', `The operation's bytes changed size while being written (${size} bytes measured, ${end - start} encoded); nothing was written. Do not resize or transfer buffers passed to append until it returns.`)
+    job.len = end
     this.lastLsn = lastLsn
     job.lastLsn = lastLsn
-    this.cur.end += size
+    this.cur.end += end - start
     if (this.cur.end > this.opts.segmentSize / 2 && this.opts.preallocate && !this.spare && !this.sparePending) this.prepareNext()
   }
 
@@ -176,7 +205,7 @@ export class LogWriter {
       return Promise.resolve(value)
     }
     return new Promise<T>((resolve, reject) => {
-      this.stage.waiters.push({ resolve: resolve as (v: unknown) => void, reject, value })
+      this.stage.waiters.push({ resolve: resolve as (v: unknown) => void, reject, value, durable: true })
       this.schedulePump()
     })
   }
@@ -208,7 +237,9 @@ export class LogWriter {
     old.truncateTo = this.cur.end
     old.lastLsn = this.lastLsn
     this.queue.push(old)
-    const firstLsn = this.lastLsn + 1
+    // Names strictly increase: a segment that holds only CHECKPOINT records (no LSN taken
+    // since it began) is followed by one named one higher, never by one of the same name.
+    const firstLsn = Math.max(this.lastLsn + 1, this.cur.firstLsn + 1)
     this.cur = {
       name: '',
       path: '',
@@ -221,16 +252,61 @@ export class LogWriter {
     this.stage = this.newJob(this.cur, SEGMENT_HEADER_SIZE, this.takeBuffer())
   }
 
-  private ensureCreated(seg: WriterSegment): void {
-    if (seg.fd >= 0) return
-    const prealloc = this.opts.preallocate ? this.opts.segmentSize : 0
+  private segmentHeader(seg: WriterSegment) {
+    return { prevLsn: seg.prevLsn, checkpointLsn: Math.min(this.checkpointLsn, seg.prevLsn) }
+  }
+
+  /** Creates seg's file on this thread (the synchronous path), or finishes its creation. */
+  private ensureCreatedSync(seg: WriterSegment): void {
+    if (seg.fd >= 0) {
+      if (seg.dirSynced === false) {
+        syncDir(this.dir)
+        seg.dirSynced = true
+      }
+      return
+    }
     const spare = this.spare
     this.spare = undefined
-    const made = createSegment(this.dir, this.backend, seg.firstLsn, { prevLsn: seg.prevLsn, checkpointLsn: Math.min(this.checkpointLsn, seg.prevLsn) }, prealloc, spare)
+    this.adopt(seg, createSegment(this.dir, this.backend, seg.firstLsn, this.segmentHeader(seg), this.opts.preallocate ? this.opts.segmentSize : 0, spare))
+    seg.dirSynced = true
+  }
+
+  /** Creates seg's file on the thread pool; the synchronous path may take over meanwhile. */
+  private async ensureCreatedAsync(seg: WriterSegment): Promise<void> {
+    if (seg.fd < 0) {
+      const spare = this.spare
+      this.spare = undefined
+      seg.creating = true
+      let made: OpenSegment | undefined
+      try {
+        made = await createSegmentAsync(this.dir, this.backend, seg.firstLsn, this.segmentHeader(seg), this.opts.preallocate ? this.opts.segmentSize : 0, spare, () => seg.fd >= 0)
+      } finally {
+        seg.creating = false
+      }
+      if (made) {
+        this.adopt(seg, made)
+        seg.dirSynced = false
+      }
+    }
+    if (seg.dirSynced === false) {
+      await syncDirAsync(this.dir)
+      seg.dirSynced = true
+    }
+  }
+
+  private adopt(seg: WriterSegment, made: OpenSegment): void {
+    if (this.segments.some((s) => s.name === made.name)) {
+      fs.closeSync(made.fd)
+      throw new WalError('WAL_CORRUPT', `The writer created segment ${made.name} in ${this.dir} twice; it stopped rather than overwrite it. Please report this.`, { segment: made.name, offset: 0 })
+    }
     seg.fd = made.fd
     seg.name = made.name
     seg.path = made.path
     this.segments.push({ name: made.name, firstLsn: seg.firstLsn })
+    if (this.closed) {
+      this.retired.push(seg) // closed while the pool created it: closed once its job ends
+      return
+    }
     if (this.fileSeg) this.retired.push(this.fileSeg)
     this.fileSeg = seg
   }
@@ -250,7 +326,7 @@ export class LogWriter {
   private sealStage(): Job {
     const job = this.stage
     job.lastLsn = this.lastLsn
-    if (job.waiters.length > 0 || this.forceSync) job.sync = true
+    if (this.forceSync || job.waiters.some((w) => w.durable)) job.sync = true
     this.forceSync = false
     this.stage = this.newJob(this.cur, job.position + job.len, this.takeBuffer())
     return job
@@ -282,16 +358,8 @@ export class LogWriter {
     if (this.inflight || this.failed) return
     const job = this.queue.length > 0 ? this.queue.shift()! : this.stageBusy() ? this.sealStage() : undefined
     if (!job) return
-    try {
-      this.ensureCreated(job.seg)
-      if (job.truncateTo >= 0) fs.ftruncateSync(job.seg.fd, job.truncateTo)
-    } catch (err) {
-      this.fail(err, job.seg)
-      this.rejectJob(job)
-      return
-    }
     this.inflight = job
-    this.backend.write(job.seg.fd, job.buf, 0, job.len, job.position, job.sync).then(
+    this.runJob(job).then(
       () => this.complete(job),
       (err) => {
         if (this.inflight === job) this.inflight = undefined
@@ -301,6 +369,16 @@ export class LogWriter {
         this.notifyIdle()
       },
     )
+  }
+
+  /** One job on the thread pool: create its segment if new, shrink a finished one, write (+ sync). */
+  private async runJob(job: Job): Promise<void> {
+    await this.ensureCreatedAsync(job.seg)
+    if (job.truncateTo >= 0) {
+      const fd = job.seg.fd
+      await fsCall<void>((cb) => fs.ftruncate(fd, job.truncateTo, cb))
+    }
+    await this.backend.write(job.seg.fd, job.buf, 0, job.len, job.position, job.sync)
   }
 
   private complete(job: Job): void {
@@ -369,6 +447,7 @@ export class LogWriter {
     try {
       const inflight = this.inflight
       if (inflight) {
+        this.ensureCreatedSync(inflight.seg)
         const fd = this.syncFdOf(inflight.seg)
         if (inflight.truncateTo >= 0) fs.ftruncateSync(fd, inflight.truncateTo)
         this.backend.writeSync(fd, inflight.buf, 0, inflight.len, inflight.position)
@@ -379,7 +458,7 @@ export class LogWriter {
         const job = this.queue.length > 0 ? this.queue.shift()! : this.sealStage()
         jobs.push(job)
         if (seg && seg !== job.seg && seg.fd >= 0) this.backend.syncSync(this.syncFdOf(seg)) // before the successor exists
-        this.ensureCreated(job.seg)
+        this.ensureCreatedSync(job.seg)
         const fd = this.syncFdOf(job.seg)
         if (job.truncateTo >= 0) fs.ftruncateSync(fd, job.truncateTo)
         this.backend.writeSync(fd, job.buf, 0, job.len, job.position)
@@ -405,12 +484,15 @@ export class LogWriter {
     return this.waitFor(undefined, true)
   }
 
-  /** Resolves when everything staged so far has been handed to the OS (no sync). */
+  /**
+   * Resolves when everything staged so far has been handed to the OS. It neither syncs
+   * nor fails: a reader calls it, and after a write failure reads what is on disk.
+   */
   flushWrites(): Promise<void> {
-    if (this.failed) return Promise.reject(this.failedError())
-    if (!this.inflight && this.queue.length === 0 && this.stage.len === 0) return Promise.resolve()
-    return new Promise<void>((resolve, reject) => {
-      this.stage.waiters.push({ resolve: resolve as (v: unknown) => void, reject, value: undefined })
+    if (this.failed || this.closed || (!this.inflight && this.queue.length === 0 && this.stage.len === 0)) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const done = () => resolve()
+      this.stage.waiters.push({ resolve: done, reject: done, value: undefined, durable: false })
       this.schedulePump()
     })
   }
@@ -435,7 +517,7 @@ export class LogWriter {
 
   private fail(err: unknown, seg: WriterSegment): void {
     if (this.failed) return
-    this.failed = err instanceof WalError ? err : ioError(err, 'Writing the log', seg.path || this.dir)
+    this.failed = err instanceof WalError ? err : ioError(err, 'Writing the log', seg.path || this.dir, 'write')
     // Every pending promise learns of the failure; nothing queued will be written.
     for (const job of this.queue) this.rejectJob(job)
     this.queue.length = 0
@@ -475,14 +557,5 @@ export class LogWriter {
     this.closeRetired()
     if (this.spare) discardSpare(this.spare)
     this.spare = undefined
-  }
-
-  get hasInflight(): boolean {
-    return this.inflight !== undefined
-  }
-
-  /** The segment records go to now. */
-  get current(): WriterSegment {
-    return this.cur
   }
 }

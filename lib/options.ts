@@ -1,7 +1,7 @@
 // Public option and operation types, and their validation. Everything a caller passes is
 // checked here, before any byte is encoded or any file is touched.
 import { WalError } from './errors.js'
-import { MAX_PAYLOAD, RECORD_HEADER_SIZE, TYPE_DEL, TYPE_PUT } from './format.js'
+import { MAX_PAYLOAD, TYPE_DEL, TYPE_PUT } from './format.js'
 
 export type Bytes = string | Uint8Array
 export type Operation = { type: 'put'; key: Bytes; value: Bytes } | { type: 'del'; key: Bytes }
@@ -88,28 +88,85 @@ export interface EncodedOp {
   value: Uint8Array | undefined
 }
 
-function bytes(v: unknown, what: string): Uint8Array {
-  if (typeof v === 'string') return Buffer.from(v, 'utf8')
-  if (v instanceof Uint8Array) return v
-  throw invalid(`${what} must be a string or a Uint8Array (Buffer); got ${v === null ? 'null' : typeof v}.`)
+// The built-in getters of typed arrays and buffers. Called directly (not through the
+// object's own properties) they read the engine's internal slots, so a subclass or an
+// own property that lies about `length`, or a Proxy, cannot make the bytes that are
+// measured differ from the bytes that are encoded. Calling them runs no user code.
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object
+function getter(proto: object, name: PropertyKey): ((this: unknown) => unknown) | undefined {
+  return Object.getOwnPropertyDescriptor(proto, name)?.get as ((this: unknown) => unknown) | undefined
+}
+const taTag = getter(TypedArrayPrototype, Symbol.toStringTag)!
+const taLength = getter(TypedArrayPrototype, 'length')!
+const taBuffer = getter(TypedArrayPrototype, 'buffer')!
+const taOffset = getter(TypedArrayPrototype, 'byteOffset')!
+const abResizable = getter(ArrayBuffer.prototype, 'resizable')
+const abDetached = getter(ArrayBuffer.prototype, 'detached')
+const sabGrowable = typeof SharedArrayBuffer === 'function' ? getter(SharedArrayBuffer.prototype, 'growable') : undefined
+const isSharedBuffer = (b: object): b is SharedArrayBuffer => typeof SharedArrayBuffer === 'function' && Object.prototype.toString.call(b) === '[object SharedArrayBuffer]'
+
+function call<T>(fn: (this: unknown) => unknown, self: unknown): T {
+  return Reflect.apply(fn, self, []) as T
 }
 
-/** Validates one operation; `where` names it in messages ("operation 3 of the batch"). */
-export function normalizeOp(op: unknown, maxRecordSize: number, where: string): EncodedOp {
+function isDetached(buf: ArrayBuffer): boolean {
+  if (abDetached) return call<boolean>(abDetached, buf)
+  try {
+    new Uint8Array(buf, 0, 0)
+    return false
+  } catch {
+    return true
+  }
+}
+
+/**
+ * The bytes of one key or value, taken once: a plain Uint8Array whose length cannot
+ * change before it is encoded. Strings become UTF-8. A view whose buffer can be resized
+ * or grown (by this thread or a worker) is copied; any other view is re-made from its
+ * internal buffer, offset and length when it is not a plain Buffer or Uint8Array.
+ */
+function bytes(v: unknown, what: string): Uint8Array {
+  if (typeof v === 'string') return Buffer.from(v, 'utf8')
+  if (v === null || typeof v !== 'object' || call<string | undefined>(taTag, v) !== 'Uint8Array') {
+    const got = v === null ? 'null' : typeof v === 'object' ? (ArrayBuffer.isView(v) ? call<string | undefined>(taTag, v) ?? 'DataView' : 'an object that is not a Uint8Array') : typeof v
+    throw invalid(`${what} must be a string or a Uint8Array (Buffer); got ${got}.`)
+  }
+  const len = call<number>(taLength, v)
+  const buffer = call<ArrayBuffer | SharedArrayBuffer>(taBuffer, v)
+  if (isSharedBuffer(buffer)) {
+    if (sabGrowable && call<boolean>(sabGrowable, buffer)) return Uint8Array.prototype.slice.call(v as Uint8Array)
+  } else {
+    if (len === 0 && isDetached(buffer)) throw invalid(`${what} is a Uint8Array whose ArrayBuffer is detached (transferred); pass the bytes before transferring them.`)
+    if (abResizable && call<boolean>(abResizable, buffer)) return Uint8Array.prototype.slice.call(v as Uint8Array)
+  }
+  const proto = Object.getPrototypeOf(v)
+  if ((proto === Buffer.prototype || proto === Uint8Array.prototype) && !Object.prototype.hasOwnProperty.call(v, 'length')) return v as Uint8Array
+  return new Uint8Array(buffer, call<number>(taOffset, v), len)
+}
+
+/** The fields of an operation, each read once (a getter runs once, here). */
+interface RawOp {
+  type: unknown
+  key: unknown
+  value: unknown
+}
+
+function readOp(op: unknown, where: string): RawOp {
   if (op === null || typeof op !== 'object') throw invalid(`${where} must be an object like { type: 'put', key, value }.`)
   const o = op as Record<string, unknown>
+  return { type: o.type, key: o.key, value: o.value }
+}
+
+/** Validates fields already read; runs no user code, so nothing can change the bytes taken. */
+function checkOp(raw: RawOp, maxRecordSize: number, where: string): EncodedOp {
   let type: number
   let value: Uint8Array | undefined
-  const key = bytes(o.key, `${where}: key`)
-  if (o.type === 'put') {
-    type = TYPE_PUT
-    value = bytes(o.value, `${where}: value`)
-  } else if (o.type === 'del') {
-    type = TYPE_DEL
-    value = undefined
-  } else {
-    throw invalid(`${where}: type must be 'put' or 'del'; got ${JSON.stringify(o.type)}.`)
-  }
+  if (raw.type === 'put') type = TYPE_PUT
+  else if (raw.type === 'del') type = TYPE_DEL
+  else throw invalid(`${where}: type must be 'put' or 'del'; got ${typeof raw.type === 'string' ? JSON.stringify(raw.type) : String(raw.type)}.`)
+  const key = bytes(raw.key, `${where}: key`)
+  if (type === TYPE_PUT) value = bytes(raw.value, `${where}: value`)
+  else if (raw.value !== undefined) throw invalid(`${where}: a 'del' operation takes no value (got one); use { type: 'put', key, value } to store a value.`)
   const size = key.length + (value ? value.length : 0)
   if (size > maxRecordSize)
     throw new WalError(
@@ -119,6 +176,23 @@ export function normalizeOp(op: unknown, maxRecordSize: number, where: string): 
   return { type, key, value }
 }
 
-export function encodedSize(op: EncodedOp): number {
-  return RECORD_HEADER_SIZE + op.key.length + (op.value ? op.value.length : 0)
+/** Validates one operation; `where` names it in messages ("appendBatch: operation 3"). */
+export function normalizeOp(op: unknown, maxRecordSize: number, where: string): EncodedOp {
+  return checkOp(readOp(op, where), maxRecordSize, where)
+}
+
+/**
+ * Validates a batch. Every operation's fields are read first, then all are checked and
+ * their bytes taken: a getter of a later operation cannot resize, detach or rewrite the
+ * bytes of an earlier one after they were measured.
+ */
+export function normalizeBatch(ops: unknown, maxRecordSize: number): EncodedOp[] {
+  if (!Array.isArray(ops)) throw invalid('appendBatch(ops): ops must be an array of operations.')
+  const n = ops.length
+  if (n === 0) throw invalid('appendBatch(ops): a batch needs at least one operation.')
+  const raw: RawOp[] = new Array(n)
+  for (let i = 0; i < n; i++) raw[i] = readOp(ops[i], `appendBatch: operation ${i}`)
+  const out: EncodedOp[] = new Array(n)
+  for (let i = 0; i < n; i++) out[i] = checkOp(raw[i], maxRecordSize, `appendBatch: operation ${i}`)
+  return out
 }

@@ -90,7 +90,7 @@ export function lsnInOrder(type: number, flags: number, lsn: number, lastSeen: n
 }
 
 /** The record-by-record state of a tail scan: what is kept, and any batch still open. */
-class TailState {
+export class TailState {
   pos = SEGMENT_HEADER_SIZE // end of the last record seen
   keptLsn: number
   maxLsn: number
@@ -155,7 +155,8 @@ const ZEROS = Buffer.alloc(TAIL_CHUNK)
  * clean, or undefined when there is damage (planTail then reads the damaged region whole).
  * Written as a generator of reads so open and openSync share it (sync and async drivers).
  */
-export function* scanCleanTail(seg: SegmentRef, size: number, backend: Backend, mode: RecoveryMode): Generator<TailRead, TailPlan | undefined, Buffer> {
+export function* scanCleanTail(seg: SegmentRef, fileSize: number, backend: Backend, mode: RecoveryMode): Generator<TailRead, TailPlan | undefined, Buffer> {
+  let size = fileSize
   if (size < SEGMENT_HEADER_SIZE) return undefined
   const headerBytes = yield { position: 0, length: SEGMENT_HEADER_SIZE }
   const header = decodeSegmentHeader(headerBytes, backend.crc32c)
@@ -167,6 +168,9 @@ export function* scanCleanTail(seg: SegmentRef, size: number, backend: Backend, 
     if (at >= size) break
     const want = Math.min(size - at, Math.max(need, TAIL_CHUNK))
     const buf = yield { position: at, length: want }
+    // A short read is the end of the file: it shrank since it was measured (a readOnly
+    // open racing the writer's truncation at rotation).
+    if (buf.length < want) size = at + buf.length
     const r = backend.scan(buf, 0, buf.length)
     st.consume(r.index, buf, at)
     if (st.violation >= 0) return undefined
@@ -183,6 +187,7 @@ export function* scanCleanTail(seg: SegmentRef, size: number, backend: Backend, 
       const len = Math.min(TAIL_CHUNK, size - z)
       const chunk = z === st.pos && st.pos === at + r.stop && st.pos + len <= at + buf.length ? buf.subarray(r.stop, r.stop + len) : yield { position: z, length: len }
       if (Buffer.compare(chunk, ZEROS.subarray(0, chunk.length)) !== 0) return undefined
+      if (chunk.length < len) break // the file ends here
       z += len
     }
     break
@@ -240,7 +245,7 @@ export function planTail(
   try {
     buf = readSegment(path)
   } catch (err) {
-    throw ioError(err, 'Reading the last segment', path)
+    throw ioError(err, 'Reading the last segment', path, 'open')
   }
 
   // A short or zeroed header is a segment whose creation a crash interrupted: a torn tail.
@@ -405,8 +410,8 @@ export function planPointInTime(dir: string, segments: SegmentRef[], backend: Ba
     for (const d of dropped) {
       const b = readSegment(join(dir, d.name))
       report.truncatedBytes += b.length
-      const dr = backend.scan(b, SEGMENT_HEADER_SIZE, b.length)
-      maxLsn = Math.max(maxLsn, countDropped(dr.index, report), d.firstLsn - 1)
+      if (b.length > SEGMENT_HEADER_SIZE) maxLsn = Math.max(maxLsn, countDropped(backend.scan(b, SEGMENT_HEADER_SIZE, b.length).index, report))
+      maxLsn = Math.max(maxLsn, d.firstLsn - 1)
     }
     return {
       segment: seg,

@@ -26,6 +26,7 @@ import {
   TYPE_PUT,
   decodeSegmentHeader,
   readU64,
+  type SegmentHeader,
 } from './format.js'
 import { lsnInOrder } from './recovery.js'
 import type { SegmentRef } from './segments.js'
@@ -51,6 +52,23 @@ export interface ReplaySource {
   segments(): readonly SegmentRef[]
   /** Bytes of `name` known to hold whole records, or -1 to read to the end of the file. */
   limitFor(name: string): number
+  /** Latest checkpoint: the first segment's predecessor may have been deleted up to it. */
+  checkpointLsn(): number
+  /** Lowest LSN the log still holds (asking for less is WAL_GONE). */
+  firstLsn(): number
+  /**
+   * Registers a reader: `position()` is the first LSN of the oldest segment it may still
+   * read, which checkpoint must not delete. Returns the function to call as it advances
+   * (and once more when it ends).
+   */
+  track(reader: TrackedReader): () => void
+}
+
+export interface TrackedReader {
+  /** Name-LSN of the oldest segment still needed; Infinity once finished. */
+  position(): number
+  /** The handle is closing: release files; later reads fail with `err`. */
+  abort(err: WalError): void
 }
 
 const CHUNK_SIZE = 1024 * 1024
@@ -67,6 +85,18 @@ function corrupt(src: ReplaySource, segment: string, offset: number, what: strin
     `${what} in segment ${segment} of ${src.dir} at byte offset ${offset}. Replay stopped there rather than skip data; restore the file from a replica or backup.`,
     { segment, offset },
   )
+}
+
+export function goneError(dir: string, from: number, firstLsn: number, why: string): WalError {
+  return new WalError(
+    'WAL_GONE',
+    `Entries from LSN ${from} were asked for, but ${why}; the log in ${dir} now starts at LSN ${firstLsn}. Replay from ${firstLsn} (or from 0 for everything retained), and keep a cursor to stop checkpoints deleting what a consumer still needs.`,
+    { firstLsn },
+  )
+}
+
+function readError(err: unknown, what: string, path: string): WalError {
+  return ioError(err, what, path, 'read')
 }
 
 /**
@@ -137,7 +167,13 @@ export class ReplayReader {
   private size = 0 // file size at open, to size reads of segments read to their end
   private pos = 0
   private need = 0
+  private zeroCheck = false // reading the rest of a segment that must be all zeros
+  private lastSeen = -1 // LSN field of the last record read (the chain check's anchor)
+  private started = false
+  private failure: WalError | undefined
   private readonly assembler: BatchAssembler
+  /** Called when the reader moves to another segment or ends (checkpoint may delete more). */
+  advanced: () => void = () => {}
 
   constructor(
     private readonly src: ReplaySource,
@@ -147,10 +183,32 @@ export class ReplayReader {
     this.assembler = new BatchAssembler(from, asBatches)
   }
 
+  position(): number {
+    if (this.segIndex === Number.MAX_SAFE_INTEGER) return Infinity
+    return this.seg ? this.seg.firstLsn : 0
+  }
+
   /** The next read to do, or undefined when the log is exhausted. */
   next(): ReadRequest | undefined {
+    if (this.failure) throw this.failure
+    if (!this.started) {
+      this.started = true
+      const first = this.src.firstLsn()
+      const cp = this.src.checkpointLsn()
+      if (first > cp + 1) {
+        // The log starts after LSNs that no checkpoint released: its first segments are missing.
+        const seg = this.src.segments()[0]
+        this.finish()
+        throw corrupt(this.src, seg.name, 0, `The first segment continues after LSN ${first - 1}, but the log was checkpointed only up to LSN ${cp}: the segments before it are missing`)
+      }
+      if (this.from > 0 && this.from < first) {
+        this.finish()
+        throw goneError(this.src.dir, this.from, first, 'a checkpoint has deleted the entries before it')
+      }
+    }
     for (;;) {
       if (this.fd < 0 && !this.openNextSegment()) return undefined
+      if (this.zeroCheck) return { fd: this.fd, buf: Buffer.allocUnsafe(CHUNK_SIZE), position: this.pos }
       const limit = this.src.limitFor(this.seg!.name)
       if (limit >= 0 && this.pos >= limit) {
         // Caught up with the writer in its current segment, unless it has moved on.
@@ -171,13 +229,23 @@ export class ReplayReader {
 
   /** Consumes a chunk read for `req`; appends what it completed to `out`. */
   accept(req: ReadRequest, chunk: ScanChunk, out: (Entry | Batch)[]): void {
-    const ix = chunk.index
+    if (this.failure) throw this.failure
     const name = this.seg!.name
+    const atEof = chunk.bytes < req.buf.length
+    if (this.zeroCheck) {
+      // The bytes after a zero-filled record boundary: preallocation only if all are zero.
+      const got = req.buf.subarray(0, chunk.bytes)
+      if (!isZero(got)) throw corrupt(this.src, name, req.position + firstNonZero(got), 'Zeroed bytes before later data')
+      this.pos = req.position + chunk.bytes
+      if (atEof) this.closeSegment()
+      return
+    }
+    const ix = chunk.index
     for (let i = 0; i < ix.length; i += IX_STRIDE) {
       if (!this.assembler.push(req.buf, ix, i, out))
         throw corrupt(this.src, name, req.position + ix[i + IX_POS], 'Record with an LSN out of order (a stale copy of older data)')
     }
-    const atEof = chunk.bytes < req.buf.length
+    if (ix.length > 0) this.lastSeen = ix[ix.length - IX_STRIDE + IX_LSN]
     const limit = this.src.limitFor(name)
     this.pos = req.position + chunk.stop
     this.need = 0
@@ -192,8 +260,13 @@ export class ReplayReader {
       case SCAN_ZERO:
         if (limit >= 0 && this.pos < limit) throw corrupt(this.src, name, this.pos, 'Zeroed bytes inside written data')
         if (limit < 0) {
-          if (!this.restIsZero(this.pos)) throw corrupt(this.src, name, this.pos, 'Zeroed bytes before later data')
-          this.closeSegment()
+          const rest = req.buf.subarray(chunk.stop, chunk.bytes)
+          if (!isZero(rest)) throw corrupt(this.src, name, this.pos + firstNonZero(rest), 'Zeroed bytes before later data')
+          if (atEof) this.closeSegment()
+          else {
+            this.zeroCheck = true
+            this.pos = req.position + chunk.bytes
+          }
         }
         break
       case SCAN_BAD:
@@ -202,9 +275,15 @@ export class ReplayReader {
     }
   }
 
-  close(): void {
-    this.closeSegment()
-    this.segIndex = Number.MAX_SAFE_INTEGER
+  /** Throws if the reader was closed with an error (the handle closed, or aborted). */
+  check(): void {
+    if (this.failure) throw this.failure
+  }
+
+  /** Ends reading; with `err`, every later call throws it. */
+  close(err?: WalError): void {
+    this.failure ??= err
+    this.finish()
   }
 
   private isLast(): boolean {
@@ -214,55 +293,78 @@ export class ReplayReader {
 
   private finish(): undefined {
     this.closeSegment()
-    this.segIndex = Number.MAX_SAFE_INTEGER
+    if (this.segIndex !== Number.MAX_SAFE_INTEGER) {
+      this.segIndex = Number.MAX_SAFE_INTEGER
+      this.advanced()
+    }
     return undefined
   }
 
   private openNextSegment(): boolean {
+    if (this.segIndex === Number.MAX_SAFE_INTEGER) return false
     const segs = this.src.segments()
     let idx: number
+    const prev = this.seg
     if (this.segIndex < 0) {
       // Skip segments wholly before `from`: segment i holds LSNs below segment i+1's first.
       idx = 0
       while (idx + 1 < segs.length && segs[idx + 1].firstLsn <= this.from) idx++
     } else {
-      const prev = this.seg
       idx = prev ? segs.findIndex((s) => s.firstLsn > prev.firstLsn) : -1
     }
-    if (this.segIndex === Number.MAX_SAFE_INTEGER || idx < 0 || idx >= segs.length) return false
-    this.segIndex = idx
-    this.seg = segs[idx]
-    const path = join(this.src.dir, this.seg.name)
+    if (idx < 0 || idx >= segs.length) return false
+    const seg = segs[idx]
+    const path = join(this.src.dir, seg.name)
+    let fd: number
     try {
-      this.fd = fs.openSync(path, 'r')
+      fd = fs.openSync(path, 'r')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        // Deleted by a checkpoint since listing: its records are all checkpointed.
-        return this.openNextSegment()
+        this.finish()
+        throw goneError(this.src.dir, Math.max(this.from, this.lastSeen + 1), this.src.firstLsn(), `segment ${seg.name}, which replay still had to read, was deleted (by a checkpoint in another process)`)
       }
-      throw ioError(err, 'Opening a segment for replay', path)
+      throw readError(err, 'Opening a segment for replay', path)
     }
-    this.size = fs.fstatSync(this.fd).size
-    const header = Buffer.alloc(SEGMENT_HEADER_SIZE)
-    const n = fs.readSync(this.fd, header, 0, SEGMENT_HEADER_SIZE, 0)
-    const h = decodeSegmentHeader(header.subarray(0, n), this.src.backend.crc32c)
+    this.segIndex = idx
+    this.seg = seg
+    this.fd = fd
+    this.advanced()
+    let h: SegmentHeader | string
+    try {
+      this.size = fs.fstatSync(fd).size
+      const header = Buffer.alloc(SEGMENT_HEADER_SIZE)
+      let n = 0
+      for (let got = -1; n < SEGMENT_HEADER_SIZE && got !== 0; n += got) got = fs.readSync(fd, header, n, SEGMENT_HEADER_SIZE - n, n)
+      h = decodeSegmentHeader(header.subarray(0, n), this.src.backend.crc32c)
+    } catch (err) {
+      this.closeSegment()
+      throw readError(err, 'Reading a segment header for replay', path)
+    }
     if (typeof h === 'string') {
       this.closeSegment()
-      throw corrupt(this.src, this.seg.name, 0, `Bad segment header (${h})`)
+      if (h.startsWith('bad magic'))
+        throw new WalError(
+          'WAL_CORRUPT',
+          `${seg.name} in ${this.src.dir} is named like a segment but is not a fastwal segment (${h}). Move it out of the log directory; if it was a segment, restore it from a replica or backup.`,
+          { segment: seg.name, offset: 0 },
+        )
+      throw corrupt(this.src, seg.name, 0, `Bad segment header (${h})`)
     }
+    // The segment chain: each segment continues exactly where the one before it ended,
+    // and the first one where the log was checkpointed away.
+    if (prev && h.prevLsn !== this.lastSeen) {
+      this.closeSegment()
+      throw corrupt(this.src, seg.name, 0, `Segment continues after LSN ${h.prevLsn} but the segment before it (${prev.name}) ends at LSN ${this.lastSeen}: a segment is missing or out of place`)
+    }
+    if (!prev && idx === 0 && h.prevLsn > this.src.checkpointLsn()) {
+      this.closeSegment()
+      throw corrupt(this.src, seg.name, 0, `The first segment continues after LSN ${h.prevLsn}, but the log was checkpointed only up to LSN ${this.src.checkpointLsn()}: the segments before it are missing`)
+    }
+    this.lastSeen = h.prevLsn
     this.pos = SEGMENT_HEADER_SIZE
     this.need = 0
+    this.zeroCheck = false
     return true
-  }
-
-  private restIsZero(from: number): boolean {
-    const buf = Buffer.allocUnsafe(CHUNK_SIZE)
-    for (let pos = from; ; ) {
-      const n = fs.readSync(this.fd, buf, 0, buf.length, pos)
-      if (n === 0) return true
-      for (let i = 0; i < n; i++) if (buf[i] !== 0) return false
-      pos += n
-    }
   }
 
   private closeSegment(): void {
@@ -271,14 +373,40 @@ export class ReplayReader {
   }
 }
 
+function isZero(b: Uint8Array): boolean {
+  for (let at = 0; at < b.length; at += ZEROS.length) {
+    const part = b.subarray(at, Math.min(b.length, at + ZEROS.length))
+    if (Buffer.compare(part, ZEROS.subarray(0, part.length)) !== 0) return false
+  }
+  return true
+}
+
+function firstNonZero(b: Uint8Array): number {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return i
+  return b.length
+}
+
+const ZEROS = Buffer.alloc(64 * 1024)
+
 function* replaySync<T extends Entry | Batch>(src: ReplaySource, from: number, asBatches: boolean): Generator<T> {
   const reader = new ReplayReader(src, from, asBatches)
+  const untrack = src.track({ position: () => reader.position(), abort: (err) => reader.close(err) })
+  reader.advanced = untrack
   const out: (Entry | Batch)[] = []
   try {
     for (let req = reader.next(); req; req = reader.next()) {
       out.length = 0
-      reader.accept(req, src.backend.readScanSync(req.fd, req.buf, req.position), out)
-      for (let i = 0; i < out.length; i++) yield out[i] as T
+      let chunk: ScanChunk
+      try {
+        chunk = src.backend.readScanSync(req.fd, req.buf, req.position)
+      } catch (err) {
+        throw readError(err, 'Reading a segment for replay', src.dir)
+      }
+      reader.accept(req, chunk, out)
+      for (let i = 0; i < out.length; i++) {
+        reader.check()
+        yield out[i] as T
+      }
     }
   } finally {
     reader.close()
@@ -293,19 +421,33 @@ function* replaySync<T extends Entry | Batch>(src: ReplaySource, from: number, a
 class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T> {
   private items: (Entry | Batch)[] = []
   private i = 0
-  private reader: ReplayReader | undefined
+  private readonly reader: ReplayReader
+  private flushed = false
   private finished = false
+  private failure: unknown
   private pending: Promise<IteratorResult<T>> | undefined
+  private readonly onAbort: (() => void) | undefined
 
   constructor(
     private readonly src: ReplaySource,
-    private readonly from: number,
-    private readonly asBatches: boolean,
+    from: number,
+    asBatches: boolean,
     private readonly before?: () => Promise<void>,
-  ) {}
+    private readonly signal?: AbortSignal,
+  ) {
+    this.reader = new ReplayReader(src, from, asBatches)
+    // Registered now, so a checkpoint made before the first next() keeps what it needs.
+    this.reader.advanced = src.track({ position: () => this.reader.position(), abort: (err) => this.stop(err) })
+    if (signal) {
+      this.onAbort = () => this.stop(signal.reason)
+      if (signal.aborted) this.onAbort()
+      else signal.addEventListener('abort', this.onAbort, { once: true })
+    }
+  }
 
   next(): Promise<IteratorResult<T>> {
     if (!this.pending) {
+      if (this.failure !== undefined) return Promise.reject(this.failure)
       if (this.i < this.items.length) return Promise.resolve({ value: this.items[this.i++] as T, done: false })
       if (this.finished) return Promise.resolve({ value: undefined, done: true })
     }
@@ -320,23 +462,31 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
   }
 
   private async fill(): Promise<IteratorResult<T>> {
+    if (this.failure !== undefined) throw this.failure
     if (this.finished) return { value: undefined, done: true }
     if (this.i < this.items.length) return { value: this.items[this.i++] as T, done: false }
     try {
-      if (!this.reader) {
+      if (!this.flushed) {
+        this.flushed = true
         if (this.before) await this.before()
-        if (this.finished) return { value: undefined, done: true }
-        this.reader = new ReplayReader(this.src, this.from, this.asBatches)
       }
       this.items = []
       this.i = 0
       while (this.items.length === 0) {
+        if (this.failure !== undefined) throw this.failure
+        if (this.finished) return { value: undefined, done: true }
         const req = this.reader.next()
         if (!req) {
           this.finish()
           return { value: undefined, done: true }
         }
-        const chunk = await this.src.backend.readScan(req.fd, req.buf, req.position)
+        let chunk: ScanChunk
+        try {
+          chunk = await this.src.backend.readScan(req.fd, req.buf, req.position)
+        } catch (err) {
+          throw readError(err, 'Reading a segment for replay', this.src.dir)
+        }
+        if (this.failure !== undefined) throw this.failure // aborted or closed meanwhile
         if (this.finished) return { value: undefined, done: true } // return() was called meanwhile
         this.reader.accept(req, chunk, this.items)
       }
@@ -350,7 +500,17 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
   private finish(): void {
     this.finished = true
     this.items = []
-    this.reader?.close()
+    if (this.onAbort) this.signal!.removeEventListener('abort', this.onAbort)
+    this.reader.close()
+  }
+
+  /** Aborted or the handle closed: later calls reject with `err`; files close once no read is on the pool. */
+  private stop(err: unknown): void {
+    if (this.failure === undefined) this.failure = err
+    this.items = []
+    this.i = 0
+    if (this.pending) this.pending.then(() => this.finish(), () => this.finish())
+    else this.finish()
   }
 
   /** Ends iteration; a chunk read still on the thread pool finishes before the fd closes. */
@@ -368,18 +528,14 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
   }
 }
 
-export function replayBatchesSync(src: ReplaySource, from: number): Generator<Batch> {
-  return replaySync<Batch>(src, from, true)
-}
-
 export function replayEntriesSync(src: ReplaySource, from: number): Generator<Entry> {
   return replaySync<Entry>(src, from, false)
 }
 
-export function replayBatchesAsync(src: ReplaySource, from: number, before?: () => Promise<void>): AsyncIterableIterator<Batch> {
-  return new ReplayIterator<Batch>(src, from, true, before)
+export function replayBatchesAsync(src: ReplaySource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Batch> {
+  return new ReplayIterator<Batch>(src, from, true, before, signal)
 }
 
-export function replayEntriesAsync(src: ReplaySource, from: number, before?: () => Promise<void>): AsyncIterableIterator<Entry> {
-  return new ReplayIterator<Entry>(src, from, false, before)
+export function replayEntriesAsync(src: ReplaySource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Entry> {
+  return new ReplayIterator<Entry>(src, from, false, before, signal)
 }

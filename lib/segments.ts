@@ -3,11 +3,12 @@
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import type { Backend } from './backend.js'
-import { ioError } from './errors.js'
-import { SEGMENT_HEADER_SIZE, encodeSegmentHeader, parseSegmentName, segmentName, type SegmentHeader } from './format.js'
+import { WalError, ioError, type Hint } from './errors.js'
+import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, encodeSegmentHeader, parseSegmentName, segmentName, type SegmentHeader } from './format.js'
 
 export interface SegmentRef {
   name: string
+  /** From the name: above every LSN of earlier segments (the first LSN it may hold). */
   firstLsn: number
 }
 
@@ -16,7 +17,7 @@ export function listSegments(dir: string): SegmentRef[] {
   try {
     names = fs.readdirSync(dir)
   } catch (err) {
-    throw ioError(err, 'Listing the WAL directory', dir)
+    throw ioError(err, 'Listing the WAL directory', dir, 'read')
   }
   const out: SegmentRef[] = []
   for (const name of names) {
@@ -27,17 +28,37 @@ export function listSegments(dir: string): SegmentRef[] {
 }
 
 /** Makes directory entries (created, renamed or deleted files) durable. */
-export function syncDir(dir: string): void {
+export function syncDir(dir: string, hint: Hint = 'write'): void {
   if (process.platform === 'win32') return // NTFS journals metadata; directories cannot be opened for fsync
   let fd: number | undefined
   try {
     fd = fs.openSync(dir, 'r')
     fs.fsyncSync(fd)
   } catch (err) {
-    throw ioError(err, 'Syncing the WAL directory', dir)
+    throw ioError(err, 'Syncing the WAL directory', dir, hint)
   } finally {
     if (fd !== undefined) fs.closeSync(fd)
   }
+}
+
+/** syncDir on the thread pool. */
+export async function syncDirAsync(dir: string, hint: Hint = 'write'): Promise<void> {
+  if (process.platform === 'win32') return
+  let fd: number | undefined
+  try {
+    fd = await fsCall<number>((cb) => fs.open(dir, 'r', cb))
+    const f = fd
+    await fsCall<void>((cb) => fs.fsync(f, cb))
+  } catch (err) {
+    throw ioError(err, 'Syncing the WAL directory', dir, hint)
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+}
+
+/** A node:fs callback call as a promise (plain fds, no FileHandle that closes itself on GC). */
+export function fsCall<T>(start: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value))))
 }
 
 export interface OpenSegment {
@@ -103,31 +124,112 @@ export function prepareSpareSync(dir: string, backend: Backend, size: number): S
 }
 
 export function discardSpare(spare: Spare): void {
-  fs.closeSync(spare.fd)
-  fs.rmSync(spare.path, { force: true })
+  try {
+    fs.closeSync(spare.fd)
+  } finally {
+    fs.rmSync(spare.path, { force: true })
+  }
+}
+
+function segmentExists(path: string): WalError {
+  return new WalError(
+    'WAL_CORRUPT',
+    `A segment named ${path} already exists where the writer was about to create a new one; nothing was overwritten. Another process may be writing to this directory: stop it, then reopen.`,
+    { segment: path.slice(path.lastIndexOf('/') + 1), offset: 0 },
+  )
 }
 
 /**
  * Creates a segment: header written, file synced, directory synced, so that once this
  * returns the new (empty) segment survives a crash. With a spare, the spare is renamed
  * into place; otherwise the file is sized to `preallocateTo` without writing zeros.
+ * Creation never replaces a file: a name that exists is refused (the writer's names
+ * strictly increase, so that means something else wrote here).
  */
 export function createSegment(dir: string, backend: Backend, firstLsn: number, header: SegmentHeader, preallocateTo: number, spare?: Spare): OpenSegment {
   const name = segmentName(firstLsn)
   const path = join(dir, name)
-  let fd: number | undefined
+  // The file is made under a temporary name and renamed into place once its header is
+  // synced: a crash never leaves a segment with a missing or torn header.
+  let file: Spare | undefined = spare
   try {
-    fd = spare ? spare.fd : fs.openSync(path, 'w+')
-    backend.writeSync(fd, encodeSegmentHeader(header, backend.crc32c), 0, SEGMENT_HEADER_SIZE, 0)
-    if (!spare && preallocateTo > SEGMENT_HEADER_SIZE) fs.ftruncateSync(fd, preallocateTo)
-    backend.syncSync(fd)
-    if (spare) fs.renameSync(spare.path, path)
+    if (!file) {
+      const tmp = join(dir, spareName())
+      file = { path: tmp, fd: fs.openSync(tmp, 'wx+'), size: 0 }
+      if (preallocateTo > SEGMENT_HEADER_SIZE) fs.ftruncateSync(file.fd, preallocateTo)
+    }
+    backend.writeSync(file.fd, encodeSegmentHeader(header, backend.crc32c), 0, SEGMENT_HEADER_SIZE, 0)
+    backend.syncSync(file.fd)
+    if (fs.existsSync(path)) throw segmentExists(path)
+    fs.renameSync(file.path, path)
   } catch (err) {
     // The spare, if any, is consumed either way: its fd is closed and its file removed.
-    if (fd !== undefined) fs.closeSync(fd)
-    if (spare) fs.rmSync(spare.path, { force: true })
-    throw ioError(err, 'Creating a segment', path)
+    if (file) discardSpare(file)
+    throw err instanceof WalError ? err : ioError(err, 'Creating a segment', path, 'write')
   }
-  syncDir(dir)
-  return { name, path, fd, firstLsn, prevLsn: header.prevLsn }
+  try {
+    syncDir(dir)
+  } catch (err) {
+    fs.closeSync(file.fd)
+    throw err
+  }
+  return { name, path, fd: file.fd, firstLsn, prevLsn: header.prevLsn }
+}
+
+/**
+ * createSegment off the event loop, but for the directory sync, which the caller runs
+ * next (syncDirAsync) and must finish before the segment counts as created: the header
+ * write and its sync run on the thread pool. The rename that makes the file a segment runs on the
+ * calling thread (a microsecond metadata call) right after `abandoned()` is checked, so
+ * a synchronous caller that created the segment meanwhile is never overwritten: then the
+ * prepared file is removed instead and undefined returned.
+ */
+export async function createSegmentAsync(
+  dir: string,
+  backend: Backend,
+  firstLsn: number,
+  header: SegmentHeader,
+  preallocateTo: number,
+  spare: Spare | undefined,
+  abandoned: () => boolean,
+): Promise<OpenSegment | undefined> {
+  const name = segmentName(firstLsn)
+  const path = join(dir, name)
+  let file: Spare | undefined = spare
+  try {
+    if (!file) {
+      const tmp = join(dir, spareName())
+      file = { path: tmp, fd: await fsCall<number>((cb) => fs.open(tmp, 'wx+', cb)), size: 0 }
+      const f = file.fd
+      if (preallocateTo > SEGMENT_HEADER_SIZE) await fsCall<void>((cb) => fs.ftruncate(f, preallocateTo, cb))
+    }
+    const head = encodeSegmentHeader(header, backend.crc32c)
+    await backend.write(file.fd, head, 0, SEGMENT_HEADER_SIZE, 0, true)
+    if (abandoned()) {
+      discardSpare(file)
+      return undefined
+    }
+    if (fs.existsSync(path)) throw segmentExists(path)
+    fs.renameSync(file.path, path)
+  } catch (err) {
+    if (file) discardSpare(file)
+    throw err instanceof WalError ? err : ioError(err, 'Creating a segment', path, 'write')
+  }
+  return { name, path, fd: file.fd, firstLsn, prevLsn: header.prevLsn }
+}
+
+/** A segment's header prevLsn (32 bytes read), or undefined if the header is unreadable. */
+export function readPrevLsn(dir: string, seg: SegmentRef, backend: Backend): number | undefined {
+  let fd: number | undefined
+  try {
+    fd = fs.openSync(join(dir, seg.name), 'r')
+    const b = Buffer.alloc(SEGMENT_HEADER_SIZE)
+    const n = fs.readSync(fd, b, 0, SEGMENT_HEADER_SIZE, 0)
+    const h = decodeSegmentHeader(b.subarray(0, n), backend.crc32c)
+    return typeof h === 'string' ? undefined : h.prevLsn
+  } catch {
+    return undefined
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
 }

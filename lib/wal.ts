@@ -1,7 +1,7 @@
 // The public facade: argument checking, state, and wiring of the writer, replay,
 // recovery and lock. Backend-independent: both backends run exactly this code.
 import * as fs from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
 import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, MAX_PAYLOAD, MAX_LSN } from './format.js'
@@ -10,12 +10,19 @@ import { acquireLock, type DirLock } from './lock.js'
 import { LogWriter, type WriterSegment } from './log-writer.js'
 import { loadAddon } from './native-addon.js'
 import { nativeBackend } from './native-backend.js'
-import { normalizeOp, resolveOptions, type Operation, type Options, type ResolvedOptions } from './options.js'
+import { normalizeBatch, normalizeOp, resolveOptions, type Operation, type Options, type ResolvedOptions } from './options.js'
 import { planPointInTime, planTail, runTailAsync, runTailSync, scanCleanTail, type RecoveryReport, type TailPlan } from './recovery.js'
-import { replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry, type ReplaySource } from './replay.js'
-import { isSpareName, createSegment, discardSpare, listSegments, prepareSpare, prepareSpareSync, syncDir, type SegmentRef, type Spare } from './segments.js'
+import { replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry, type ReplaySource, type TrackedReader } from './replay.js'
+import { findRemnants, hasRemnants, removeRemnants, repairWithNewSegment, type Remnants } from './repair.js'
+import { isSpareName, createSegment, discardSpare, fsCall, listSegments, prepareSpare, prepareSpareSync, readPrevLsn, syncDir, syncDirAsync, type SegmentRef, type Spare } from './segments.js'
 
 let warnedFallback = false
+
+/** LSNs are exact JavaScript integers: a call that would pass 2^53 - 1 is refused whole. */
+function checkLsnRoom(w: LogWriter, n: number, what: string): void {
+  if (w.lastLsn + n > MAX_LSN)
+    throw new WalError('WAL_INVALID', `${what}: the log has used LSNs up to ${w.lastLsn}; ${n} more would pass 2^53 - 1, the largest LSN. Start a new log.`)
+}
 
 function selectBackend(choice: ResolvedOptions['backend']): Backend {
   if (choice === 'js') return jsBackend
@@ -44,8 +51,8 @@ function selectBackend(choice: ResolvedOptions['backend']): Backend {
 
 interface ReadOnlyView {
   segments: SegmentRef[]
-  lastName: string
-  validEnd: number
+  /** Bytes known to hold whole records, for segments read only up to a point. */
+  limits: Map<string, number>
 }
 
 interface Opened {
@@ -59,10 +66,11 @@ interface Opened {
   report: RecoveryReport
 }
 
-function prepare(dir: string, options: Options | undefined): { opts: ResolvedOptions; backend: Backend } {
+function prepare(dir: unknown, options: Options | undefined): { dir: string; opts: ResolvedOptions; backend: Backend } {
   const opts = resolveOptions(dir, options)
   const backend = selectBackend(opts.backend)
-  return { opts, backend }
+  // Resolved once: a later process.chdir() must not move the log.
+  return { dir: resolve(dir as string), opts, backend }
 }
 
 /** Takes the writer's lock; a spare left by a crash (only zeros) is removed under it. */
@@ -88,71 +96,112 @@ function ensureDir(dir: string, opts: ResolvedOptions): boolean {
   }
 }
 
+/**
+ * A last segment that holds no record may be the new segment of a repair that a crash
+ * interrupted: finish it (writable) or read around its remnants (readOnly).
+ */
+function remnantsOf(dir: string, segments: SegmentRef[], plan: TailPlan, backend: Backend): Remnants | undefined {
+  const last = segments[segments.length - 1]
+  if (!last || plan.segment !== last || plan.validEnd !== SEGMENT_HEADER_SIZE || segments.length < 2) return undefined
+  const r = findRemnants(dir, segments, plan.prevLsn, backend)
+  return hasRemnants(r) ? r : undefined
+}
+
 /** Turns the recovery plan into open files; for writable opens, makes the repair durable. */
-function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, lock?: DirLock, spare?: Spare): Opened {
+function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, remnants: Remnants | undefined, lock?: DirLock, spare?: Spare): Opened {
   const base = { backend, opts, checkpointLsn: plan.checkpointLsn, report: plan.report }
+  const drop = [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]
   if (opts.readOnly) {
-    const gone = new Set([...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])])
-    const segs = segments.filter((s) => !gone.has(s))
+    const gone = new Set([...drop, ...(remnants?.orphans ?? [])])
+    const limits = new Map<string, number>()
+    if (plan.segment) limits.set(plan.segment.name, plan.validEnd)
+    if (remnants?.predecessor) limits.set(remnants.predecessor.name, remnants.cut)
+    const last = segments[segments.length - 1]
     return {
       ...base,
-      lastLsn: plan.keptLsn,
-      view: { segments: segs, lastName: plan.segment?.name ?? '', validEnd: plan.validEnd },
+      lastLsn: Math.max(plan.keptLsn, last && plan.segment === last && plan.validEnd === SEGMENT_HEADER_SIZE ? last.firstLsn - 1 : 0),
+      view: { segments: segments.filter((s) => !gone.has(s)), limits },
     }
   }
+  let fd: number | undefined
   try {
-    let dirChanged = false
-    let lastLsn = Math.max(plan.maxLsn, plan.keptLsn)
+    const prealloc = opts.preallocate ? opts.segmentSize : 0
     let current: WriterSegment
-    if (plan.segment) {
-      const path = join(dir, plan.segment.name)
-      const fd = fs.openSync(path, 'r+')
-      let end = plan.validEnd
-      const size = fs.fstatSync(fd).size
-      if (plan.validEnd < plan.dataEnd || (!opts.preallocate && size !== plan.validEnd)) {
-        fs.ftruncateSync(fd, plan.validEnd)
-      }
-      if (opts.preallocate && fs.fstatSync(fd).size < opts.segmentSize) fs.ftruncateSync(fd, opts.segmentSize)
-      if (plan.maxLsn > plan.keptLsn) {
-        // Dropped LSNs are never reused: a CHECKPOINT record whose LSN field is the highest
-        // one seen keeps that floor across the next open, even if nothing is appended.
-        const rec = Buffer.alloc(RECORD_HEADER_SIZE + 8)
-        backend.encodeCheckpoint(rec, 0, plan.maxLsn, plan.keptLsn, plan.checkpointLsn)
-        backend.writeSync(fd, rec, 0, rec.length, end)
-        end += rec.length
-      }
-      backend.syncSync(fd)
-      current = { name: plan.segment.name, path, firstLsn: plan.segment.firstLsn, prevLsn: plan.prevLsn, fd, end, written: end }
-    } else {
+    let lastLsn: number
+    let durableLsn: number
+    if (plan.maxLsn > plan.keptLsn) {
+      // LSNs are dropped: their floor becomes durable (as the new segment's name) before
+      // the bytes that carried them are removed.
       const taken = spare
-      spare = undefined // createSegment owns it now, on failure too
-      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: plan.checkpointLsn }, opts.preallocate ? opts.segmentSize : 0, taken)
+      spare = undefined // repairWithNewSegment owns it now, on failure too
+      const made = repairWithNewSegment(dir, backend, segments, { kept: plan.segment, validEnd: plan.validEnd, keptLsn: plan.keptLsn, maxLsn: plan.maxLsn, checkpointLsn: plan.checkpointLsn, drop }, prealloc, taken)
+      fd = made.fd
+      const gone = new Set(drop)
+      segments = segments.filter((s) => !gone.has(s))
       segments.push({ name: made.name, firstLsn: made.firstLsn })
-      current = { ...made, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE }
-      dirChanged = false
+      current = { ...made, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE, dirSynced: true }
+      lastLsn = made.firstLsn - 1
+      durableLsn = plan.keptLsn
+    } else {
+      if (plan.segment) {
+        // Cut first, then remove dropped segments: a crash in between leaves a clean log.
+        const seg = plan.segment
+        const path = join(dir, seg.name)
+        fd = fs.openSync(path, 'r+')
+        const size = fs.fstatSync(fd).size
+        if (plan.validEnd < plan.dataEnd || (!opts.preallocate && size !== plan.validEnd)) fs.ftruncateSync(fd, plan.validEnd)
+        if (opts.preallocate && fs.fstatSync(fd).size < opts.segmentSize) fs.ftruncateSync(fd, opts.segmentSize)
+        backend.syncSync(fd)
+        const empty = plan.validEnd === SEGMENT_HEADER_SIZE
+        current = { name: seg.name, path, firstLsn: seg.firstLsn, prevLsn: plan.prevLsn, fd, end: plan.validEnd, written: plan.validEnd, dirSynced: true }
+        lastLsn = Math.max(plan.maxLsn, plan.keptLsn, empty ? seg.firstLsn - 1 : 0)
+      }
+      for (const d of drop) {
+        fs.rmSync(join(dir, d.name), { force: true })
+        segments = segments.filter((s) => s !== d)
+      }
+      if (drop.length > 0) syncDir(dir, 'open')
+      if (!plan.segment) {
+        const taken = spare
+        spare = undefined // createSegment owns it now, on failure too
+        lastLsn = Math.max(plan.maxLsn, plan.keptLsn)
+        const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }, prealloc, taken)
+        fd = made.fd
+        segments.push({ name: made.name, firstLsn: made.firstLsn })
+        current = { ...made, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE, dirSynced: true }
+      }
+      durableLsn = lastLsn!
     }
-    // Whole segments are removed only after the kept one is repaired and synced, so a crash
-    // in between never keeps the removals without the LSN floor.
-    for (const doomed of [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]) {
-      segments = segments.filter((s) => s !== doomed)
-      if (doomed.name === current.name) continue // replaced in place by the new segment
-      fs.unlinkSync(join(dir, doomed.name))
-      dirChanged = true
-    }
-    if (dirChanged || plan.report.truncatedBytes > 0) syncDir(dir)
-    const durableLsn = plan.maxLsn > plan.keptLsn ? plan.keptLsn : lastLsn
-    lastLsn = Math.max(lastLsn, 0)
-    const writer = new LogWriter(dir, backend, opts, { segments, current, lastLsn, durableLsn, checkpointLsn: plan.checkpointLsn })
+    const writer = new LogWriter(dir, backend, opts, { segments, current: current!, lastLsn: lastLsn!, durableLsn, checkpointLsn: plan.checkpointLsn })
     if (spare) writer.adoptSpare(spare)
-    return { ...base, writer, lock, lastLsn }
+    return { ...base, writer, lock, lastLsn: lastLsn! }
   } catch (err) {
+    if (fd !== undefined) fs.closeSync(fd)
     if (spare) discardSpare(spare)
-    lock?.release()
-    if (err instanceof WalError) throw err
-    throw ioError(err, 'Opening the log', dir, 'open')
+    throw err instanceof WalError ? err : ioError(err, 'Repairing the log at open', dir, 'open')
   }
 }
 
+/** Open continues in a new segment: the log is new, or the repair drops LSNs. */
+function needsNewSegment(plan: TailPlan): boolean {
+  return !plan.segment || plan.maxLsn > plan.keptLsn
+}
+
+/**
+ * Plans the open. A writable open first finishes a repair that a crash interrupted
+ * (its remnants are removed before anything else is judged); a readOnly one reads
+ * around them.
+ */
+function planOpen(dir: string, segments: SegmentRef[], backend: Backend, opts: ResolvedOptions, fast: TailPlan | undefined): { plan: TailPlan; remnants?: Remnants; segs: SegmentRef[] } {
+  let plan = planRecovery(dir, segments, backend, opts.recovery, fast)
+  const remnants = remnantsOf(dir, segments, plan, backend)
+  if (!remnants || opts.readOnly) return { plan, remnants, segs: segments }
+  removeRemnants(dir, backend, remnants)
+  const gone = new Set(remnants.orphans)
+  const segs = segments.filter((s) => !gone.has(s))
+  if (opts.recovery === 'point-in-time') plan = planPointInTime(dir, segs, backend, plan) ?? plan
+  return { plan, segs }
+}
 
 /** The recovery plan: the streamed clean-tail result if there is one, else the full analysis. */
 function planRecovery(dir: string, segments: SegmentRef[], backend: Backend, mode: ResolvedOptions['recovery'], fast: TailPlan | undefined): TailPlan {
@@ -193,6 +242,14 @@ function withLastSegment<T>(path: string, fn: (fd: number, size: number) => T): 
   ) as T
 }
 
+/** Options of replay and replayBatches. */
+export interface ReadOptions {
+  /** First LSN to yield; default checkpointLsn + 1; 0 for everything retained. */
+  from?: number
+  /** Aborting it makes the pending and every later next() reject with its reason. */
+  signal?: AbortSignal
+}
+
 export class WriteAheadLog {
   readonly dir: string
   readonly backend: 'native' | 'js'
@@ -208,6 +265,12 @@ export class WriteAheadLog {
   private cpLsn: number
   private closing: Promise<void> | undefined
   private closedFlag = false
+  /** Unfinished iterators of this handle, with the oldest segment each still needs. */
+  private readonly readers = new Set<TrackedReader>()
+  /** Segments a checkpoint freed that a reader still needs: deleted once it passes them. */
+  private readonly doomed: SegmentRef[] = []
+  private reaping: Promise<void> = Promise.resolve()
+  private readonly prevLsnOf = new Map<string, number>()
 
   private constructor(dir: string, o: Opened) {
     this.dir = dir
@@ -225,38 +288,40 @@ export class WriteAheadLog {
 
   /** Opens (creating if needed) the log in `dir`, recovering its tail. */
   static async open(dir: string, options?: Options): Promise<WriteAheadLog> {
-    const { opts, backend } = prepare(dir, options)
-    const exists = ensureDir(dir, opts)
-    const lock = lockDir(dir, exists, opts)
+    const p = prepare(dir, options)
+    const { opts, backend } = p
+    const exists = ensureDir(p.dir, opts)
+    const lock = lockDir(p.dir, exists, opts)
     try {
-      const segments = exists ? listSegments(dir) : []
+      const segments = exists ? listSegments(p.dir) : []
       const last = segments[segments.length - 1]
       // The common case (a clean tail) is read in chunks on the thread pool.
-      const fast = last ? await withLastSegment(join(dir, last.name), (fd, size) => runTailAsync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
-      const plan = planRecovery(dir, segments, backend, opts.recovery, fast)
-      // A new log's first segment is zero-filled on the thread pool before open resolves.
-      const spare = lock && !plan.segment && opts.preallocate ? await prepareSpare(dir, backend, opts.segmentSize) : undefined
-      return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock, spare))
+      const fast = last ? await withLastSegment(join(p.dir, last.name), (fd, size) => runTailAsync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
+      const { plan, remnants, segs } = planOpen(p.dir, segments, backend, opts, fast)
+      // A new segment is zero-filled on the thread pool before open resolves.
+      const spare = lock && needsNewSegment(plan) && opts.preallocate ? await prepareSpare(p.dir, backend, opts.segmentSize) : undefined
+      return new WriteAheadLog(p.dir, finishOpen(p.dir, backend, opts, segs, plan, remnants, lock, spare))
     } catch (err) {
       lock?.release()
-      throw err instanceof WalError ? err : ioError(err, 'Opening the log', dir, 'open')
+      throw err instanceof WalError ? err : ioError(err, 'Opening the log', p.dir, 'open')
     }
   }
 
   static openSync(dir: string, options?: Options): WriteAheadLog {
-    const { opts, backend } = prepare(dir, options)
-    const exists = ensureDir(dir, opts)
-    const lock = lockDir(dir, exists, opts)
+    const p = prepare(dir, options)
+    const { opts, backend } = p
+    const exists = ensureDir(p.dir, opts)
+    const lock = lockDir(p.dir, exists, opts)
     try {
-      const segments = exists ? listSegments(dir) : []
+      const segments = exists ? listSegments(p.dir) : []
       const last = segments[segments.length - 1]
-      const fast = last ? withLastSegment(join(dir, last.name), (fd, size) => runTailSync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
-      const plan = planRecovery(dir, segments, backend, opts.recovery, fast)
-      const spare = lock && !plan.segment && opts.preallocate ? prepareSpareSync(dir, backend, opts.segmentSize) : undefined
-      return new WriteAheadLog(dir, finishOpen(dir, backend, opts, segments, plan, lock, spare))
+      const fast = last ? withLastSegment(join(p.dir, last.name), (fd, size) => runTailSync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
+      const { plan, remnants, segs } = planOpen(p.dir, segments, backend, opts, fast)
+      const spare = lock && needsNewSegment(plan) && opts.preallocate ? prepareSpareSync(p.dir, backend, opts.segmentSize) : undefined
+      return new WriteAheadLog(p.dir, finishOpen(p.dir, backend, opts, segs, plan, remnants, lock, spare))
     } catch (err) {
       lock?.release()
-      throw err instanceof WalError ? err : ioError(err, 'Opening the log', dir, 'open')
+      throw err instanceof WalError ? err : ioError(err, 'Opening the log', p.dir, 'open')
     }
   }
 
@@ -282,30 +347,35 @@ export class WriteAheadLog {
   }
 
   private stageBatch(w: LogWriter, ops: unknown): { first: number; last: number } {
-    if (!Array.isArray(ops)) throw new WalError('WAL_INVALID', 'appendBatch(ops): ops must be an array of operations.')
-    if (ops.length === 0) throw new WalError('WAL_INVALID', 'appendBatch(ops): a batch needs at least one operation.')
-    const n = ops.length
+    const batch = normalizeBatch(ops, this.opts.maxRecordSize)
+    const n = batch.length
     const types = new Uint8Array(n)
     const keys: Uint8Array[] = new Array(n)
     const values: (Uint8Array | undefined)[] = new Array(n)
     let size = 2 * RECORD_HEADER_SIZE + 8
     for (let i = 0; i < n; i++) {
-      const op = normalizeOp(ops[i], this.opts.maxRecordSize, `appendBatch: operation ${i}`)
+      const op = batch[i]
       types[i] = op.type
       keys[i] = op.key
       values[i] = op.value
       size += RECORD_HEADER_SIZE + op.key.length + (op.value ? op.value.length : 0)
     }
     if (size > MAX_PAYLOAD) throw new WalError('WAL_TOO_LARGE', `appendBatch: the batch encodes to ${size} bytes, over the 2 GiB a batch may take. Split it.`)
-    if (w.lastLsn + n > MAX_LSN) throw new WalError('WAL_INVALID', 'appendBatch: LSNs would exceed 2^53 - 1.')
+    checkLsnRoom(w, n, 'appendBatch')
     const first = w.stageBatch(types, keys, values, size)
     return { first, last: first + n - 1 }
+  }
+
+  private stageOne(w: LogWriter, op: unknown, what: string): number {
+    const e = normalizeOp(op, this.opts.maxRecordSize, `${what}(op)`)
+    checkLsnRoom(w, 1, what)
+    return w.stageOne(e)
   }
 
   append(op: Operation): Promise<number> {
     try {
       const w = this.writable('append')
-      const lsn = w.stageOne(normalizeOp(op, this.opts.maxRecordSize, 'append(op)'))
+      const lsn = this.stageOne(w, op, 'append')
       return w.waitFor(lsn, this.opts.sync === 'always')
     } catch (err) {
       return Promise.reject(err)
@@ -324,7 +394,7 @@ export class WriteAheadLog {
 
   appendSync(op: Operation): number {
     const w = this.writable('appendSync')
-    const lsn = w.stageOne(normalizeOp(op, this.opts.maxRecordSize, 'appendSync(op)'))
+    const lsn = this.stageOne(w, op, 'appendSync')
     w.settleSync()
     return lsn
   }
@@ -353,34 +423,67 @@ export class WriteAheadLog {
     return {
       dir: this.dir,
       backend: this.impl,
-      segments: () => (w ? w.segments : v!.segments),
-      limitFor: (name) => (w ? w.writtenEnd(name) : name === v!.lastName ? v!.validEnd : -1),
+      // Segments a checkpoint freed stay readable until the readers that need them pass.
+      segments: () => (w ? (this.doomed.length > 0 ? [...this.doomed, ...w.segments] : w.segments) : v!.segments),
+      limitFor: (name) => (w ? w.writtenEnd(name) : (v!.limits.get(name) ?? -1)),
+      checkpointLsn: () => this.checkpointLsn,
+      firstLsn: () => this.firstLsn,
+      track: (reader) => {
+        this.readers.add(reader)
+        return () => {
+          if (reader.position() === Infinity) this.readers.delete(reader)
+          if (this.doomed.length > 0) void this.reap()
+        }
+      },
     }
   }
 
-  private replayFrom(what: string, opts: { from?: number } | undefined): number {
+  private readOptions(what: string, opts: unknown, allowSignal: boolean): { from: number; signal?: AbortSignal } {
     if (this.closedFlag) throw new WalError('WAL_CLOSED', `${what}: the WAL in ${this.dir} is closed. Open it again to replay.`)
-    if (opts !== undefined && (opts === null || typeof opts !== 'object')) throw new WalError('WAL_INVALID', `${what}(opts): opts must be an object like { from: 1 }.`)
-    const from = opts?.from
-    if (from === undefined) return this.checkpointLsn + 1
+    if (opts === undefined) return { from: this.checkpointLsn + 1 }
+    if (opts === null || typeof opts !== 'object') throw new WalError('WAL_INVALID', `${what}(opts): opts must be an object like { from: 1 }.`)
+    const known = allowSignal ? ['from', 'signal'] : ['from']
+    for (const k of Object.keys(opts)) if (!known.includes(k)) throw new WalError('WAL_INVALID', `${what}(opts): unknown option '${k}'; ${what} takes ${known.map((n) => `'${n}'`).join(' and ')}.`)
+    const { from, signal } = opts as { from?: unknown; signal?: unknown }
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new WalError('WAL_INVALID', `${what}(opts): signal must be an AbortSignal; got ${typeof signal}.`)
+    if (from === undefined) return { from: this.checkpointLsn + 1, signal }
     if (typeof from !== 'number' || !Number.isInteger(from) || from < 0) throw new WalError('WAL_INVALID', `${what}: from must be a non-negative integer LSN; got ${String(from)}.`)
-    return from
+    return { from, signal }
+  }
+
+  /** Lowest LSN replay can still yield: the first retained segment continues after its header's prevLsn. */
+  get firstLsn(): number {
+    const segs = this.writer ? this.writer.segments : (this.view?.segments ?? [])
+    const last = this.lastLsn
+    if (segs.length === 0) return last + 1
+    const first = segs[0]
+    let prev = this.prevLsnOf.get(first.name)
+    if (prev === undefined) {
+      prev = readPrevLsn(this.dir, first, this.impl) ?? first.firstLsn - 1
+      this.prevLsnOf.set(first.name, prev)
+    }
+    return Math.min(prev + 1, last + 1)
+  }
+
+  private flushBeforeRead(): (() => Promise<void>) | undefined {
+    const w = this.writer
+    return w ? () => w.flushWrites() : undefined
   }
 
   /** Entries with lsn >= from (default: after the latest checkpoint), committed batches only. */
-  replay(opts?: { from?: number }): AsyncIterableIterator<Entry> {
-    const from = this.replayFrom('replay', opts)
-    return replayEntriesAsync(this.source(), from, this.writer ? () => this.writer!.flushWrites() : undefined)
+  replay(opts?: ReadOptions): AsyncIterableIterator<Entry> {
+    const { from, signal } = this.readOptions('replay', opts, true)
+    return replayEntriesAsync(this.source(), from, this.flushBeforeRead(), signal)
   }
 
-  replayBatches(opts?: { from?: number }): AsyncIterableIterator<Batch> {
-    const from = this.replayFrom('replayBatches', opts)
-    return replayBatchesAsync(this.source(), from, this.writer ? () => this.writer!.flushWrites() : undefined)
+  replayBatches(opts?: ReadOptions): AsyncIterableIterator<Batch> {
+    const { from, signal } = this.readOptions('replayBatches', opts, true)
+    return replayBatchesAsync(this.source(), from, this.flushBeforeRead(), signal)
   }
 
   replaySync(opts?: { from?: number }): IterableIterator<Entry> {
-    const from = this.replayFrom('replaySync', opts)
-    this.writer?.drainSync(false)
+    const { from } = this.readOptions('replaySync', opts, false)
+    if (this.writer && !this.writer.failed) this.writer.drainSync(false)
     return replayEntriesSync(this.source(), from)
   }
 
@@ -396,40 +499,75 @@ export class WriteAheadLog {
     w.stageCheckpoint(lsn)
     await w.syncAll()
     this.cpLsn = Math.max(this.cpLsn, lsn)
-    // Delete segments whose every record is <= lsn: segment i holds LSNs below segment i+1's first.
+    // Segment i holds only LSNs below segment i+1's name: it is freed when that name - 1 <= lsn.
     const segs = w.segments
-    let removed = 0
-    while (segs.length - removed > 1 && segs[removed + 1].firstLsn - 1 <= lsn) removed++
-    // Taken out of the list before the first await, so a concurrent checkpoint sees the rest.
-    const doomed = segs.splice(0, removed)
-    for (const s of doomed) {
-      const path = join(this.dir, s.name)
-      try {
-        await fs.promises.unlink(path)
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'Deleting a checkpointed segment', path)
+    let freed = 0
+    while (segs.length - freed > 1 && segs[freed + 1].firstLsn - 1 <= lsn) freed++
+    // Out of the writer's list before the first await, so a concurrent checkpoint sees the rest.
+    this.doomed.push(...segs.splice(0, freed))
+    if (this.doomed.length > 0) await this.reap()
+  }
+
+  /**
+   * Deletes freed segments that no unfinished reader of this handle still needs (those
+   * older than every reader's position), then syncs the directory. Each runs once.
+   */
+  private reap(): Promise<void> {
+    const run = async (): Promise<void> => {
+      let min = Infinity
+      for (const r of this.readers) min = Math.min(min, r.position())
+      const now = this.doomed.filter((s) => s.firstLsn < min)
+      if (now.length === 0) return
+      for (const s of now) {
+        const path = join(this.dir, s.name)
+        try {
+          await fsCall<void>((cb) => fs.unlink(path, cb))
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'Deleting a checkpointed segment', path, 'checkpoint')
+        }
+        this.doomed.splice(this.doomed.indexOf(s), 1)
+        this.prevLsnOf.delete(s.name)
       }
+      await syncDirAsync(this.dir, 'checkpoint')
     }
-    if (removed > 0) syncDir(this.dir)
+    // One at a time; a failure is reported to the checkpoint that waits for it.
+    const p = this.reaping.then(run, run)
+    this.reaping = p.catch(() => undefined)
+    return p
   }
 
   // --- close ---------------------------------------------------------------------------
 
-  /** Flushes, syncs and releases the lock. Idempotent; always resolves. */
+  /** Ends every reader of this handle: their files close, their next() gives WAL_CLOSED. */
+  private closeReaders(): void {
+    const err = new WalError('WAL_CLOSED', `The WAL in ${this.dir} was closed while this iterator was reading it. Open it again to read on.`)
+    for (const r of [...this.readers]) r.abort(err)
+    this.readers.clear()
+  }
+
+  /**
+   * Flushes, syncs and releases the lock and every file of the handle. Idempotent. Rejects
+   * with WAL_IO if its own final write or sync fails (never retried); after an earlier
+   * failure it does not sync and resolves.
+   */
   close(): Promise<void> {
     if (this.closing) return this.closing
     this.closedFlag = true
     this.closing = (async () => {
       const w = this.writer
+      let failure: unknown
       try {
-        if (w && !w.failed) await w.syncAll().catch(() => undefined)
+        if (w && !w.failed) await w.syncAll().catch((err) => (failure = err))
         // After a failure a pool write may still be pending: let it land before another
         // writer can take the lock and repair the tail under it.
         if (w) await new Promise<void>((resolve) => w.whenIdle(resolve))
+        await this.reaping
       } finally {
+        this.closeReaders()
         w?.shutdown()
         this.lock?.release()
       }
+      if (failure !== undefined) throw failure
     })()
     return this.closing
   }
@@ -437,17 +575,18 @@ export class WriteAheadLog {
   closeSync(): void {
     if (this.closing) return
     this.closedFlag = true
-    this.closing = Promise.resolve()
     const w = this.writer
+    let failure: unknown
     try {
       if (w && !w.failed) {
         try {
           w.drainSync(true)
-        } catch {
-          // The pending appends were rejected with WAL_IO; close still releases everything.
+        } catch (err) {
+          failure = err // the pending appends were rejected with WAL_IO too
         }
       }
     } finally {
+      this.closeReaders()
       w?.shutdown()
       const lock = this.lock
       // Without a failure, drainSync rewrote any in-flight bytes; with one, the lock waits
@@ -455,6 +594,9 @@ export class WriteAheadLog {
       if (w?.failed && lock) w.whenIdle(() => lock.release())
       else lock?.release()
     }
+    this.closing = failure === undefined ? Promise.resolve() : Promise.reject(failure)
+    this.closing.catch(() => undefined)
+    if (failure !== undefined) throw failure
   }
 
   [Symbol.asyncDispose](): Promise<void> {

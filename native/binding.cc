@@ -2,11 +2,30 @@
 // and owns all policy; this layer checks its own arguments (it never trusts JS), does the
 // encoding, CRC, write, sync and read+scan, and runs blocking calls off the event loop
 // for the promise-returning functions.
+//
+// Rules every function here follows:
+// - Every napi_* status is checked. A failed call leaves a JS exception pending (the one
+//   that made it fail, or an Error thrown here naming the call) and no output of the
+//   failed call is used. A second exception is never thrown on top of a pending one.
+// - Bytes are read only through napi_get_typedarray_info: type, pointer and length come
+//   from the engine, never from JS-visible length/byteLength (a subclass can redefine
+//   those). A view on a resizable ArrayBuffer reports its current length. A detached
+//   ArrayBuffer is a TypeError; an empty attached Uint8Array is valid.
+// - A buffer's pointer is taken after the last call that can run JS (only array element
+//   access does, in encodeBatch) and used before the next one, so no getter can detach or
+//   shrink a buffer native code is using.
+// - Encoders refuse inputs that overlap the bytes they write.
+// - No C++ exception crosses into V8: every entry point catches them (std::bad_alloc in
+//   practice) and throws a JS Error instead.
 #include <napi.h>
 
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -18,129 +37,408 @@ namespace fastwal {
 namespace {
 
 constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1
+constexpr uint64_t kMaxSafeInt = 9007199254740991u;
+constexpr double kMaxFd = 2147483647.0;
 
-bool Fail(Napi::Env env, const std::string& msg) {
-  Napi::TypeError::New(env, "fastwal native: " + msg).ThrowAsJavaScriptException();
+// --- Errors ---------------------------------------------------------------------------
+
+// True when a JS exception is pending. If even asking fails, assume one is: never stack a
+// second exception on an unknown state.
+bool ExceptionPending(napi_env env) {
+  bool pending = false;
+  return napi_is_exception_pending(env, &pending) != napi_ok || pending;
+}
+
+// The throw helpers return false so that `return ThrowType(...)` ends a check. The status
+// of napi_throw_* itself is the one not acted upon: a failed throw has nowhere left to be
+// reported, and the caller returns without a value either way.
+bool ThrowType(napi_env env, const std::string& msg) {
+  if (!ExceptionPending(env)) static_cast<void>(napi_throw_type_error(env, nullptr, msg.c_str()));
   return false;
 }
 
-bool GetBytes(const Napi::Value& v, const char* name, uint8_t** data, size_t* len) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
-    return Fail(v.Env(), std::string(name) + " must be a Uint8Array");
-  Napi::Uint8Array a = v.As<Napi::Uint8Array>();
-  *data = a.Data();
-  *len = a.ByteLength();
+bool ThrowType(napi_env env, const char* what, const char* problem) {
+  return ThrowType(env, std::string("fastwal native: ") + what + problem);
+}
+
+bool ThrowError(napi_env env, const char* msg) {
+  if (!ExceptionPending(env)) static_cast<void>(napi_throw_error(env, nullptr, msg));
+  return false;
+}
+
+// A napi_* call returned `status`: throw an Error naming it, unless an exception is pending
+// (usually the reason the call failed, e.g. a getter that threw). Allocates nothing, so it
+// is safe in cleanup paths.
+bool Failed(napi_env env, napi_status status, const char* call) {
+  const napi_extended_error_info* info = nullptr;
+  const char* detail = nullptr;
+  if (napi_get_last_error_info(env, &info) == napi_ok && info != nullptr) detail = info->error_message;
+  char msg[256];
+  if (detail != nullptr)
+    std::snprintf(msg, sizeof msg, "fastwal native: %s failed (%s)", call, detail);
+  else
+    std::snprintf(msg, sizeof msg, "fastwal native: %s failed (status %d)", call, static_cast<int>(status));
+  if (!ExceptionPending(env)) static_cast<void>(napi_throw_error(env, nullptr, msg));
+  return false;
+}
+
+// Calls fn(env, ...) and returns false from the enclosing bool function if it fails.
+#define FW_NAPI(env, fn, ...)                                                     \
+  do {                                                                            \
+    const napi_status fw_status_ = fn((env), __VA_ARGS__);                        \
+    if (fw_status_ != napi_ok) return ::fastwal::Failed((env), fw_status_, #fn); \
+  } while (0)
+
+bool MakeDouble(napi_env env, double v, napi_value* out) {
+  FW_NAPI(env, napi_create_double, v, out);
   return true;
 }
 
-bool GetUint(const Napi::Value& v, const char* name, double max, uint64_t* out) {
-  if (!v.IsNumber()) return Fail(v.Env(), std::string(name) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d > max || std::floor(d) != d)
-    return Fail(v.Env(), std::string(name) + " must be an integer in range");
+// An Error like Node's own I/O errors: message, negative errno, syscall.
+bool MakeIoError(napi_env env, const IoResult& r, napi_value* error) {
+  const char* syscall = r.syscall ? r.syscall : "io";
+  const std::string msg = std::string(syscall) + " failed: " + std::strerror(r.err);
+  napi_value message, e, code, name;
+  FW_NAPI(env, napi_create_string_utf8, msg.data(), msg.size(), &message);
+  FW_NAPI(env, napi_create_error, nullptr, message, &e);
+  FW_NAPI(env, napi_create_int32, -r.err, &code);
+  FW_NAPI(env, napi_set_named_property, e, "errno", code);
+  FW_NAPI(env, napi_create_string_utf8, syscall, NAPI_AUTO_LENGTH, &name);
+  FW_NAPI(env, napi_set_named_property, e, "syscall", name);
+  *error = e;
+  return true;
+}
+
+bool ThrowIoError(napi_env env, const IoResult& r) {
+  napi_value e;
+  if (MakeIoError(env, r, &e)) FW_NAPI(env, napi_throw, e);
+  return false;
+}
+
+// --- Arguments ------------------------------------------------------------------------
+
+// Reads up to N arguments; missing ones are undefined.
+template <size_t N>
+bool Args(napi_env env, napi_callback_info info, napi_value (&argv)[N]) {
+  size_t argc = N;
+  FW_NAPI(env, napi_get_cb_info, info, &argc, argv, nullptr, nullptr);
+  return true;
+}
+
+bool IsNullish(napi_env env, napi_value v, bool* nullish) {
+  napi_valuetype t = napi_undefined;
+  FW_NAPI(env, napi_typeof, v, &t);
+  *nullish = t == napi_undefined || t == napi_null;
+  return true;
+}
+
+struct Bytes {
+  uint8_t* data = nullptr;  // nullptr when len == 0
+  size_t len = 0;
+};
+
+// A Uint8Array (a Buffer is one): see the rules at the top of the file.
+bool GetBytes(napi_env env, napi_value v, const char* what, Bytes* out) {
+  bool is_typed = false;
+  FW_NAPI(env, napi_is_typedarray, v, &is_typed);
+  if (!is_typed) return ThrowType(env, what, " must be a Uint8Array");
+  napi_typedarray_type type = napi_int8_array;
+  size_t len = 0;
+  void* data = nullptr;
+  napi_value buffer = nullptr;
+  FW_NAPI(env, napi_get_typedarray_info, v, &type, &len, &data, &buffer, nullptr);
+  if (type != napi_uint8_array) return ThrowType(env, what, " must be a Uint8Array");
+  bool detached = false;
+  FW_NAPI(env, napi_is_detached_arraybuffer, buffer, &detached);
+  if (detached) return ThrowType(env, what, " is a view of a detached ArrayBuffer");
+  if (len != 0 && data == nullptr) return ThrowType(env, what, " has no backing store");
+  out->data = len != 0 ? static_cast<uint8_t*>(data) : nullptr;
+  out->len = len;
+  return true;
+}
+
+// A Uint8Array, or undefined/null for none.
+bool GetOptionalBytes(napi_env env, napi_value v, const char* what, Bytes* out) {
+  bool nullish = false;
+  if (!IsNullish(env, v, &nullish)) return false;
+  if (nullish) {
+    *out = Bytes{};
+    return true;
+  }
+  return GetBytes(env, v, what, out);
+}
+
+// An integer number in [0, max] (max <= 2^53 - 1, so the conversion is exact).
+bool GetUint(napi_env env, napi_value v, const char* what, double max, uint64_t* out) {
+  double d = 0;
+  const napi_status s = napi_get_value_double(env, v, &d);
+  if (s == napi_number_expected) return ThrowType(env, what, " must be a number");
+  if (s != napi_ok) return Failed(env, s, "napi_get_value_double");
+  if (!(d >= 0) || d > max || std::floor(d) != d) return ThrowType(env, what, " must be an integer in range");
   *out = static_cast<uint64_t>(d);
   return true;
 }
 
-bool GetFd(const Napi::Value& v, int* fd) {
-  uint64_t x;
-  if (!GetUint(v, "fd", 2147483647.0, &x)) return false;
+bool GetFd(napi_env env, napi_value v, int* fd) {
+  uint64_t x = 0;
+  if (!GetUint(env, v, "fd", kMaxFd, &x)) return false;
   *fd = static_cast<int>(x);
   return true;
 }
 
-Napi::Error IoError(Napi::Env env, const IoResult& r) {
-  std::string msg = std::string(r.syscall ? r.syscall : "io") + " failed: " + std::strerror(r.err);
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("errno", Napi::Number::New(env, -r.err));  // negative, as in Node's own errors
-  e.Set("syscall", Napi::String::New(env, r.syscall ? r.syscall : "io"));
-  return e;
-}
-
-Napi::Value ThrowIo(Napi::Env env, const IoResult& r) {
-  IoError(env, r).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
-
-// --- CRC --------------------------------------------------------------------------
-
-Napi::Value CrcImplementation(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), Crc32cImplementation());
-}
-
-// --- Encoding -----------------------------------------------------------------------
-
-struct Slice {
-  uint8_t* data = nullptr;
-  size_t len = 0;
-};
-
-bool RoomFor(Napi::Env env, size_t cap, uint64_t pos, uint64_t need) {
-  if (pos > cap || need > cap - pos) return Fail(env, "output buffer too small");
+bool GetBool(napi_env env, napi_value v, const char* what, bool* out) {
+  const napi_status s = napi_get_value_bool(env, v, out);
+  if (s == napi_boolean_expected) return ThrowType(env, what, " must be a boolean");
+  if (s != napi_ok) return Failed(env, s, "napi_get_value_bool");
   return true;
 }
 
+// node-addon-api adapters for the functions still written against it (tryLock/unlock).
+bool GetFd(const Napi::Value& v, int* fd) { return GetFd(v.Env(), v, fd); }
+
+Napi::Value ThrowIo(Napi::Env env, const IoResult& r) {
+  ThrowIoError(env, r);
+  return Napi::Value();
+}
+
+// Whether [a, a + alen) and [b, b + blen) share a byte. Compared as integers: the ranges
+// may lie in unrelated allocations, where pointer ordering is unspecified.
+bool Overlaps(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
+  if (alen == 0 || blen == 0) return false;
+  const uintptr_t x = reinterpret_cast<uintptr_t>(a);
+  const uintptr_t y = reinterpret_cast<uintptr_t>(b);
+  return x < y + blen && y < x + alen;
+}
+
+// --- Entry points ---------------------------------------------------------------------
+
+// Every exported function is a bool(env, info, result*): false means a JS exception is
+// pending. A result left null returns undefined.
+using Impl = bool (*)(napi_env, napi_callback_info, napi_value*);
+
+template <Impl F>
+napi_value Entry(napi_env env, napi_callback_info info) {
+  napi_value result = nullptr;
+  try {
+    if (!F(env, info, &result)) return nullptr;
+  } catch (const std::bad_alloc&) {
+    ThrowError(env, "fastwal native: out of memory");
+    return nullptr;
+  } catch (...) {
+    ThrowError(env, "fastwal native: internal error");
+    return nullptr;
+  }
+  return result;
+}
+
+// --- CRC --------------------------------------------------------------------------------
+
+bool CrcImplementation(napi_env env, napi_callback_info info, napi_value* result) {
+  FW_NAPI(env, napi_create_string_utf8, Crc32cImplementation(), NAPI_AUTO_LENGTH, result);
+  return true;
+}
+
+// crc32c(data, seed?)
+bool Crc(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[2];
+  if (!Args(env, info, argv)) return false;
+  Bytes data;
+  uint64_t seed = 0;
+  if (!GetBytes(env, argv[0], "data", &data)) return false;
+  napi_valuetype t = napi_undefined;
+  FW_NAPI(env, napi_typeof, argv[1], &t);
+  if (t != napi_undefined && !GetUint(env, argv[1], "seed", 4294967295.0, &seed)) return false;
+  FW_NAPI(env, napi_create_uint32, Crc32c(static_cast<uint32_t>(seed), data.data, data.len), result);
+  return true;
+}
+
+// --- Encoding ---------------------------------------------------------------------------
+// crc32c, encodeRecord and encodeBatch run once per append or batch: raw N-API, one
+// napi_get_typedarray_info per buffer.
+
+bool RoomFor(napi_env env, size_t cap, uint64_t pos, uint64_t need) {
+  if (pos > cap || need > cap - pos) return ThrowType(env, "fastwal native: output buffer too small");
+  return true;
+}
+
+bool NotOverlapping(napi_env env, const uint8_t* dst, uint64_t need, const Bytes& in, const char* what) {
+  if (Overlaps(dst, static_cast<size_t>(need), in.data, in.len))
+    return ThrowType(env, what, " must not overlap the bytes being written");
+  return true;
+}
+
+// encodeRecord(out, pos, type, lsn, mark, key, value?) -> end position. Standalone PUT/DEL.
+bool EncodeOne(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[7];
+  if (!Args(env, info, argv)) return false;
+  Bytes out, key, value;
+  uint64_t pos = 0, type = 0, lsn = 0, mark = 0;
+  if (!GetBytes(env, argv[0], "out", &out) || !GetUint(env, argv[1], "pos", kMaxSafe, &pos) ||
+      !GetUint(env, argv[2], "type", 255, &type) || !GetUint(env, argv[3], "lsn", kMaxSafe, &lsn) ||
+      !GetUint(env, argv[4], "mark", kMaxSafe, &mark) || !GetBytes(env, argv[5], "key", &key) ||
+      !GetOptionalBytes(env, argv[6], "value", &value))
+    return false;
+  if (type != kPut && type != kDel) return ThrowType(env, "fastwal native: type must be PUT or DEL");
+  if (type == kDel && value.len) return ThrowType(env, "fastwal native: DEL has no value");
+  if (lsn == 0 || mark > lsn) return ThrowType(env, "fastwal native: bad lsn/mark");
+  if (key.len > kMaxPayload || value.len > kMaxPayload - key.len)
+    return ThrowType(env, "fastwal native: record too large");
+  const uint64_t need = kRecordHeaderSize + key.len + value.len;
+  if (!RoomFor(env, out.len, pos, need)) return false;
+  uint8_t* dst = out.data + pos;
+  if (!NotOverlapping(env, dst, need, key, "key") || !NotOverlapping(env, dst, need, value, "value")) return false;
+  const size_t n = EncodeRecord(dst, static_cast<uint8_t>(type), 0, static_cast<uint32_t>(key.len), lsn, mark,
+                                key.data, key.len, value.data, value.len);
+  return MakeDouble(env, static_cast<double>(pos + n), result);
+}
+
+// encodeBatch(out, pos, types, keys, values, first, mark) -> end position.
+// Writes BEGIN, every operation (flagged as batch members) and COMMIT in one pass.
+bool EncodeBatch(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[7];
+  if (!Args(env, info, argv)) return false;
+  Bytes out, types;
+  uint64_t pos = 0, first = 0, mark = 0;
+  if (!GetBytes(env, argv[0], "out", &out) || !GetUint(env, argv[1], "pos", kMaxSafe, &pos) ||
+      !GetBytes(env, argv[2], "types", &types) || !GetUint(env, argv[5], "first", kMaxSafe, &first) ||
+      !GetUint(env, argv[6], "mark", kMaxSafe, &mark))
+    return false;
+  bool ka = false, va = false;
+  FW_NAPI(env, napi_is_array, argv[3], &ka);
+  FW_NAPI(env, napi_is_array, argv[4], &va);
+  if (!ka || !va) return ThrowType(env, "fastwal native: keys and values must be arrays");
+  uint32_t nk = 0, nv = 0;
+  FW_NAPI(env, napi_get_array_length, argv[3], &nk);
+  FW_NAPI(env, napi_get_array_length, argv[4], &nv);
+  const size_t count = types.len;
+  if (count == 0 || count > 0xFFFFFFFFu || nk != count || nv != count)
+    return ThrowType(env, "fastwal native: batch arrays must have the same, non-zero length");
+  // LSNs first .. first + count - 1 must all be in [1, 2^53 - 1]; written so nothing overflows.
+  if (first == 0 || count - 1 > kMaxSafeInt - first || mark >= first)
+    return ThrowType(env, "fastwal native: bad lsn/mark");
+  // Every record takes at least a header: bounds count by the memory the caller gave us
+  // before anything is allocated for it.
+  if (!RoomFor(env, out.len, pos, (count + 2) * kRecordHeaderSize + 8)) return false;
+
+  // Element access can run JS (index getters), which may detach or resize any buffer: take
+  // every element first, and only then the pointers (out and types again included).
+  std::vector<napi_value> kv(count), vv(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    FW_NAPI(env, napi_get_element, argv[3], i, &kv[i]);
+    FW_NAPI(env, napi_get_element, argv[4], i, &vv[i]);
+  }
+  // From here on nothing runs JS.
+  if (!GetBytes(env, argv[0], "out", &out) || !GetBytes(env, argv[2], "types", &types)) return false;
+  if (types.len != count) return ThrowType(env, "fastwal native: batch arrays must have the same, non-zero length");
+
+  struct Op {
+    uint8_t type;
+    Bytes key, value;
+  };
+  std::vector<Op> ops(count);
+  uint64_t need = 2 * kRecordHeaderSize + 8;
+  for (uint32_t i = 0; i < count; ++i) {
+    Op& op = ops[i];
+    op.type = types.data[i];  // read once: the encoder uses this copy
+    if (op.type != kPut && op.type != kDel) return ThrowType(env, "fastwal native: type must be PUT or DEL");
+    if (!GetBytes(env, kv[i], "key", &op.key) || !GetOptionalBytes(env, vv[i], "value", &op.value)) return false;
+    if (op.type == kDel && op.value.len) return ThrowType(env, "fastwal native: DEL has no value");
+    if (op.key.len > kMaxPayload || op.value.len > kMaxPayload - op.key.len)
+      return ThrowType(env, "fastwal native: record too large");
+    need += kRecordHeaderSize + op.key.len + op.value.len;  // <= 2^32 * 2^31: no overflow
+  }
+  if (!RoomFor(env, out.len, pos, need)) return false;
+  uint8_t* const dst = out.data + pos;
+  if (!NotOverlapping(env, dst, need, types, "types")) return false;
+  for (const Op& op : ops)
+    if (!NotOverlapping(env, dst, need, op.key, "key") || !NotOverlapping(env, dst, need, op.value, "value"))
+      return false;
+
+  uint8_t* p = dst;
+  const uint32_t n32 = static_cast<uint32_t>(count);
+  p += EncodeRecord(p, kBegin, 0, n32, first, mark, nullptr, 0, nullptr, 0);
+  for (uint32_t i = 0; i < count; ++i) {
+    const Op& op = ops[i];
+    p += EncodeRecord(p, op.type, kFlagBatch, static_cast<uint32_t>(op.key.len), first + i, mark, op.key.data,
+                      op.key.len, op.value.data, op.value.len);
+  }
+  uint8_t begin_le[8];
+  for (int b = 0; b < 8; ++b) begin_le[b] = static_cast<uint8_t>(first >> (8 * b));
+  p += EncodeRecord(p, kCommit, 0, n32, first + count - 1, mark, begin_le, 8, nullptr, 0);
+  return MakeDouble(env, static_cast<double>(pos + static_cast<uint64_t>(p - dst)), result);
+}
+
 // encodeCheckpoint(out, pos, lsn, mark, checkpointLsn) -> end position.
-Napi::Value EncodeCheckpoint(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  uint8_t* out;
-  size_t cap;
-  uint64_t pos, lsn, mark, cp;
-  if (!GetBytes(info[0], "out", &out, &cap) || !GetUint(info[1], "pos", kMaxSafe, &pos) ||
-      !GetUint(info[2], "lsn", kMaxSafe, &lsn) || !GetUint(info[3], "mark", kMaxSafe, &mark) ||
-      !GetUint(info[4], "checkpointLsn", kMaxSafe, &cp))
-    return env.Undefined();
-  if (lsn == 0 || mark > lsn) return Fail(env, "bad lsn/mark"), env.Undefined();
-  if (!RoomFor(env, cap, pos, kRecordHeaderSize + 8)) return env.Undefined();
+bool EncodeCheckpoint(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[5];
+  if (!Args(env, info, argv)) return false;
+  Bytes out;
+  uint64_t pos = 0, lsn = 0, mark = 0, cp = 0;
+  if (!GetBytes(env, argv[0], "out", &out) || !GetUint(env, argv[1], "pos", kMaxSafe, &pos) ||
+      !GetUint(env, argv[2], "lsn", kMaxSafe, &lsn) || !GetUint(env, argv[3], "mark", kMaxSafe, &mark) ||
+      !GetUint(env, argv[4], "checkpointLsn", kMaxSafe, &cp))
+    return false;
+  if (lsn == 0 || mark > lsn) return ThrowType(env, "fastwal native: bad lsn/mark");
+  if (!RoomFor(env, out.len, pos, kRecordHeaderSize + 8)) return false;
   uint8_t le[8];
   for (int b = 0; b < 8; ++b) le[b] = static_cast<uint8_t>(cp >> (8 * b));
-  size_t n = EncodeRecord(out + pos, kCheckpoint, 0, 0, lsn, mark, le, 8, nullptr, 0);
-  return Napi::Number::New(env, static_cast<double>(pos + n));
+  const size_t n = EncodeRecord(out.data + pos, kCheckpoint, 0, 0, lsn, mark, le, 8, nullptr, 0);
+  return MakeDouble(env, static_cast<double>(pos + n), result);
 }
 
-// --- Scanning -----------------------------------------------------------------------
+// --- Scanning ---------------------------------------------------------------------------
 
-Napi::Value ScanOutput(Napi::Env env, double bytes, const ScanResult& r, const std::vector<double>& ix) {
-  Napi::Float64Array index = Napi::Float64Array::New(env, ix.size());
-  if (!ix.empty()) std::memcpy(index.Data(), ix.data(), ix.size() * sizeof(double));
-  Napi::Array out = Napi::Array::New(env, 5);
-  out.Set(uint32_t{0}, Napi::Number::New(env, bytes));
-  out.Set(uint32_t{1}, Napi::Number::New(env, r.status));
-  out.Set(uint32_t{2}, Napi::Number::New(env, static_cast<double>(r.stop)));
-  out.Set(uint32_t{3}, Napi::Number::New(env, static_cast<double>(r.need)));
-  out.Set(uint32_t{4}, index);
-  return out;
+// [bytes, status, stop, need, index]
+bool ScanOutput(napi_env env, size_t bytes, const ScanResult& r, const std::vector<double>& ix,
+                napi_value* result) {
+  void* data = nullptr;
+  napi_value ab, index, out;
+  FW_NAPI(env, napi_create_arraybuffer, ix.size() * sizeof(double), &data, &ab);
+  if (!ix.empty()) std::memcpy(data, ix.data(), ix.size() * sizeof(double));
+  FW_NAPI(env, napi_create_typedarray, napi_float64_array, ix.size(), ab, 0, &index);
+  FW_NAPI(env, napi_create_array_with_length, 5, &out);
+  const double fields[4] = {static_cast<double>(bytes), static_cast<double>(r.status), static_cast<double>(r.stop),
+                            static_cast<double>(r.need)};
+  for (uint32_t i = 0; i < 4; ++i) {
+    napi_value v;
+    if (!MakeDouble(env, fields[i], &v)) return false;
+    FW_NAPI(env, napi_set_element, out, i, v);
+  }
+  FW_NAPI(env, napi_set_element, out, 4, index);
+  *result = out;
+  return true;
 }
 
-bool ScanArgs(const Napi::CallbackInfo& info, uint8_t** buf, size_t* len, uint64_t* start, uint64_t* end) {
-  if (!GetBytes(info[0], "buf", buf, len) || !GetUint(info[1], "start", kMaxSafe, start) ||
-      !GetUint(info[2], "end", kMaxSafe, end))
+// (buf, start, end)
+bool ScanArgs(napi_env env, napi_callback_info info, Bytes* buf, uint64_t* start, uint64_t* end) {
+  napi_value argv[3];
+  if (!Args(env, info, argv)) return false;
+  if (!GetBytes(env, argv[0], "buf", buf) || !GetUint(env, argv[1], "start", kMaxSafe, start) ||
+      !GetUint(env, argv[2], "end", kMaxSafe, end))
     return false;
-  if (*start > *end || *end > *len) return Fail(info.Env(), "scan range outside buffer");
+  if (*start > *end || *end > buf->len) return ThrowType(env, "fastwal native: scan range outside buffer");
   return true;
 }
 
 // scan(buf, start, end) -> [end, status, stop, need, index]
-Napi::Value Scan(const Napi::CallbackInfo& info) {
-  uint8_t* buf;
-  size_t len;
-  uint64_t start, end;
-  if (!ScanArgs(info, &buf, &len, &start, &end)) return info.Env().Undefined();
+bool Scan(napi_env env, napi_callback_info info, napi_value* result) {
+  Bytes buf;
+  uint64_t start = 0, end = 0;
+  if (!ScanArgs(env, info, &buf, &start, &end)) return false;
   std::vector<double> ix;
-  ScanResult r = ScanRecords(buf, start, end, SIZE_MAX, &ix);
-  return ScanOutput(info.Env(), static_cast<double>(end), r, ix);
+  const ScanResult r = ScanRecords(buf.data, start, end, SIZE_MAX, &ix);
+  return ScanOutput(env, end, r, ix, result);
 }
 
 // findNextRecord(buf, start, end) -> offset of the next valid record, or end.
-Napi::Value FindNext(const Napi::CallbackInfo& info) {
-  uint8_t* buf;
-  size_t len;
-  uint64_t start, end;
-  if (!ScanArgs(info, &buf, &len, &start, &end)) return info.Env().Undefined();
-  return Napi::Number::New(info.Env(), static_cast<double>(FindNextRecord(buf, start, end)));
+bool FindNext(napi_env env, napi_callback_info info, napi_value* result) {
+  Bytes buf;
+  uint64_t start = 0, end = 0;
+  if (!ScanArgs(env, info, &buf, &start, &end)) return false;
+  return MakeDouble(env, static_cast<double>(FindNextRecord(buf.data, start, end)), result);
 }
 
-// --- File I/O -------------------------------------------------------------------------
+// --- File I/O ---------------------------------------------------------------------------
 
 struct IoArgs {
   int fd = -1;
@@ -150,66 +448,124 @@ struct IoArgs {
 };
 
 // (fd, buf, off, len, position)
-bool WriteArgs(const Napi::CallbackInfo& info, IoArgs* a) {
-  uint8_t* buf;
-  size_t cap;
-  uint64_t off, len;
-  if (!GetFd(info[0], &a->fd) || !GetBytes(info[1], "buf", &buf, &cap) ||
-      !GetUint(info[2], "offset", kMaxSafe, &off) || !GetUint(info[3], "length", kMaxSafe, &len) ||
-      !GetUint(info[4], "position", kMaxSafe, &a->position))
+bool WriteArgs(napi_env env, const napi_value* argv, IoArgs* a) {
+  Bytes buf;
+  uint64_t off = 0, len = 0;
+  if (!GetFd(env, argv[0], &a->fd) || !GetBytes(env, argv[1], "buf", &buf) ||
+      !GetUint(env, argv[2], "offset", kMaxSafe, &off) || !GetUint(env, argv[3], "length", kMaxSafe, &len) ||
+      !GetUint(env, argv[4], "position", kMaxSafe, &a->position))
     return false;
-  if (off > cap || len > cap - off) return Fail(info.Env(), "write range outside buffer");
-  a->data = buf + off;
+  if (off > buf.len || len > buf.len - off) return ThrowType(env, "fastwal native: write range outside buffer");
+  a->data = len != 0 ? buf.data + off : nullptr;
   a->len = static_cast<size_t>(len);
   return true;
 }
 
-Napi::Value WriteSync(const Napi::CallbackInfo& info) {
+// (fd, buf, position): reads up to buf.length bytes at position into buf, scans them.
+bool ReadArgs(napi_env env, const napi_value* argv, IoArgs* a) {
+  Bytes buf;
+  if (!GetFd(env, argv[0], &a->fd) || !GetBytes(env, argv[1], "buf", &buf) ||
+      !GetUint(env, argv[2], "position", kMaxSafe, &a->position))
+    return false;
+  a->data = buf.data;
+  a->len = buf.len;
+  return true;
+}
+
+// (fd, offset, length)
+bool ZeroArgs(napi_env env, const napi_value* argv, int* fd, uint64_t* off, uint64_t* len) {
+  return GetFd(env, argv[0], fd) && GetUint(env, argv[1], "offset", kMaxSafe, off) &&
+         GetUint(env, argv[2], "length", kMaxSafe, len);
+}
+
+bool WriteSync(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[5];
   IoArgs a;
-  if (!WriteArgs(info, &a)) return info.Env().Undefined();
-  IoResult r = WriteAll(a.fd, a.data, a.len, a.position);
-  if (r.err) return ThrowIo(info.Env(), r);
-  return info.Env().Undefined();
+  if (!Args(env, info, argv) || !WriteArgs(env, argv, &a)) return false;
+  const IoResult r = WriteAll(a.fd, a.data, a.len, a.position);
+  if (r.err) return ThrowIoError(env, r);
+  return true;
 }
 
-Napi::Value SyncSync(const Napi::CallbackInfo& info) {
-  int fd;
-  if (!GetFd(info[0], &fd)) return info.Env().Undefined();
-  IoResult r = DataSync(fd);
-  if (r.err) return ThrowIo(info.Env(), r);
-  return info.Env().Undefined();
+bool SyncSync(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[1];
+  int fd = -1;
+  if (!Args(env, info, argv) || !GetFd(env, argv[0], &fd)) return false;
+  const IoResult r = DataSync(fd);
+  if (r.err) return ThrowIoError(env, r);
+  return true;
 }
 
-Napi::Value ZeroFillSync(const Napi::CallbackInfo& info) {
-  int fd;
-  uint64_t off, len;
-  if (!GetFd(info[0], &fd) || !GetUint(info[1], "offset", kMaxSafe, &off) ||
-      !GetUint(info[2], "length", kMaxSafe, &len))
-    return info.Env().Undefined();
-  IoResult r = ZeroFill(fd, off, len);
-  if (r.err) return ThrowIo(info.Env(), r);
-  return info.Env().Undefined();
+bool ZeroFillSync(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[3];
+  int fd = -1;
+  uint64_t off = 0, len = 0;
+  if (!Args(env, info, argv) || !ZeroArgs(env, argv, &fd, &off, &len)) return false;
+  const IoResult r = ZeroFill(fd, off, len);
+  if (r.err) return ThrowIoError(env, r);
+  return true;
 }
 
-// One worker type for every async call: it holds the JS buffer alive, runs one job on the
-// libuv pool and settles a promise. Only plain C++ data crosses to the pool thread.
-class Job : public Napi::AsyncWorker {
+bool ReadScanSync(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[3];
+  IoArgs a;
+  if (!Args(env, info, argv) || !ReadArgs(env, argv, &a)) return false;
+  const IoResult r = ReadFull(a.fd, a.data, a.len, a.position);
+  if (r.err) return ThrowIoError(env, r);
+  std::vector<double> ix;
+  const ScanResult s = ScanRecords(a.data, 0, r.bytes, SIZE_MAX, &ix);
+  return ScanOutput(env, r.bytes, s, ix, result);
+}
+
+// One job type for every async call: it references the JS buffer it reads or writes until
+// it settles, runs one blocking call on the libuv pool and settles a promise. Only plain
+// C++ data crosses to the pool thread. The buffer is checked (attached, in range) before
+// the job is queued; the caller must not detach or shrink it while the promise is pending
+// (the TypeScript layer owns these buffers and never does).
+class Job {
  public:
   enum Kind { kWrite, kWriteSync, kSync, kZero, kReadScan };
 
-  Job(Napi::Env env, Kind kind) : Napi::AsyncWorker(env, "fastwal:io"), kind_(kind), deferred_(env) {}
-
-  Napi::Promise Start(const Napi::Value& keep_alive) {
-    if (keep_alive.IsObject()) buffer_ref_ = Napi::Persistent(keep_alive.As<Napi::Object>());
-    Queue();
-    return deferred_.Promise();
-  }
+  explicit Job(Kind kind) : kind_(kind) {}
 
   IoArgs io;
   uint64_t zero_len = 0;
 
- protected:
-  void Execute() override {
+  // Queues the job and returns its promise. Takes ownership of job in every case.
+  // keep_alive (may be null) stays referenced until the job settles.
+  static bool Start(napi_env env, Job* job, napi_value keep_alive, napi_value* promise) {
+    if (job->Queue(env, keep_alive, promise)) return true;
+    // Not queued: Complete will never run. A created promise is settled with the error
+    // rather than left pending; otherwise the exception is the caller's to throw.
+    bool settled = false;
+    if (job->deferred_ != nullptr) settled = job->RejectWithPending(env);
+    job->Release(env);
+    delete job;
+    return settled;
+  }
+
+ private:
+  bool Queue(napi_env env, napi_value keep_alive, napi_value* promise) {
+    if (keep_alive != nullptr) FW_NAPI(env, napi_create_reference, keep_alive, 1, &buffer_ref_);
+    napi_value name;
+    FW_NAPI(env, napi_create_string_utf8, "fastwal:io", NAPI_AUTO_LENGTH, &name);
+    FW_NAPI(env, napi_create_async_work, nullptr, name, Execute, Complete, this, &work_);
+    FW_NAPI(env, napi_create_promise, &deferred_, promise);
+    FW_NAPI(env, napi_queue_async_work, work_);
+    return true;
+  }
+
+  // Pool thread: no N-API, no JS, and no C++ exception may escape.
+  static void Execute(napi_env, void* data) {
+    Job* job = static_cast<Job*>(data);
+    try {
+      job->Run();
+    } catch (...) {
+      job->out_of_memory_ = true;  // the only thing Run can throw: the scan index's allocation
+    }
+  }
+
+  void Run() {
     switch (kind_) {
       case kWrite:
       case kWriteSync:
@@ -229,81 +585,115 @@ class Job : public Napi::AsyncWorker {
     }
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  // Main thread, inside Node's handle and callback scopes. An exception still pending when
+  // this returns (a failed cleanup) is reported by Node as uncaught.
+  static void Complete(napi_env env, napi_status status, void* data) {
+    Job* job = static_cast<Job*>(data);
+    try {
+      if (!job->Settle(env, status) && job->deferred_ != nullptr) job->RejectWithPending(env);
+    } catch (...) {  // std::bad_alloc building the error message
+      ThrowError(env, "fastwal native: out of memory settling an I/O job");
+      if (job->deferred_ != nullptr) job->RejectWithPending(env);  // allocates nothing
+    }
+    job->Release(env);
+    delete job;
+  }
+
+  bool Settle(napi_env env, napi_status status) {
+    napi_value value = nullptr;
+    if (status != napi_ok) return Failed(env, status, "napi_async_work");
+    if (out_of_memory_) return ThrowError(env, "fastwal native: out of memory");
     if (result_.err) {
-      deferred_.Reject(IoError(env, result_).Value());
-    } else if (kind_ == kReadScan) {
-      deferred_.Resolve(ScanOutput(env, static_cast<double>(result_.bytes), scan_, index_));
+      if (!MakeIoError(env, result_, &value)) return false;
+      return Finish(env, false, value);
+    }
+    if (kind_ == kReadScan) {
+      if (!ScanOutput(env, result_.bytes, scan_, index_, &value)) return false;
     } else {
-      deferred_.Resolve(env.Undefined());
+      FW_NAPI(env, napi_get_undefined, &value);
+    }
+    return Finish(env, true, value);
+  }
+
+  bool Finish(napi_env env, bool resolve, napi_value value) {
+    napi_deferred d = deferred_;
+    deferred_ = nullptr;  // settled at most once: a failed settle is reported, not retried
+    if (resolve)
+      FW_NAPI(env, napi_resolve_deferred, d, value);
+    else
+      FW_NAPI(env, napi_reject_deferred, d, value);
+    return true;
+  }
+
+  // Rejects the promise with the pending exception (taking it), so no promise stays pending.
+  bool RejectWithPending(napi_env env) {
+    napi_value e;
+    FW_NAPI(env, napi_get_and_clear_last_exception, &e);
+    return Finish(env, false, e);
+  }
+
+  void Release(napi_env env) {
+    if (work_ != nullptr) {
+      const napi_status s = napi_delete_async_work(env, work_);
+      work_ = nullptr;
+      if (s != napi_ok) Failed(env, s, "napi_delete_async_work");
+    }
+    if (buffer_ref_ != nullptr) {
+      const napi_status s = napi_delete_reference(env, buffer_ref_);
+      buffer_ref_ = nullptr;
+      if (s != napi_ok) Failed(env, s, "napi_delete_reference");
     }
   }
 
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
   Kind kind_;
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference buffer_ref_;
+  napi_async_work work_ = nullptr;
+  napi_deferred deferred_ = nullptr;
+  napi_ref buffer_ref_ = nullptr;
+  bool out_of_memory_ = false;
   IoResult result_{0, nullptr, 0};
   ScanResult scan_{0, 0, 0, 0};
   std::vector<double> index_;
 };
 
 // write(fd, buf, off, len, position, sync) -> Promise<void>: one pool hop for write+fdatasync.
-Napi::Value Write(const Napi::CallbackInfo& info) {
+bool Write(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[6];
   IoArgs a;
-  if (!WriteArgs(info, &a)) return info.Env().Undefined();
-  bool sync = info[5].ToBoolean().Value();
-  Job* job = new Job(info.Env(), sync ? Job::kWriteSync : Job::kWrite);
+  bool sync = false;
+  if (!Args(env, info, argv) || !WriteArgs(env, argv, &a) || !GetBool(env, argv[5], "sync", &sync)) return false;
+  Job* job = new Job(sync ? Job::kWriteSync : Job::kWrite);
   job->io = a;
-  return job->Start(info[1]);
+  return Job::Start(env, job, argv[1], result);
 }
 
-Napi::Value Sync(const Napi::CallbackInfo& info) {
-  int fd;
-  if (!GetFd(info[0], &fd)) return info.Env().Undefined();
-  Job* job = new Job(info.Env(), Job::kSync);
+bool Sync(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[1];
+  int fd = -1;
+  if (!Args(env, info, argv) || !GetFd(env, argv[0], &fd)) return false;
+  Job* job = new Job(Job::kSync);
   job->io.fd = fd;
-  return job->Start(info.Env().Undefined());
+  return Job::Start(env, job, nullptr, result);
 }
 
-Napi::Value ZeroFillAsync(const Napi::CallbackInfo& info) {
-  int fd;
-  uint64_t off, len;
-  if (!GetFd(info[0], &fd) || !GetUint(info[1], "offset", kMaxSafe, &off) ||
-      !GetUint(info[2], "length", kMaxSafe, &len))
-    return info.Env().Undefined();
-  Job* job = new Job(info.Env(), Job::kZero);
+bool ZeroFillAsync(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[3];
+  int fd = -1;
+  uint64_t off = 0, len = 0;
+  if (!Args(env, info, argv) || !ZeroArgs(env, argv, &fd, &off, &len)) return false;
+  Job* job = new Job(Job::kZero);
   job->io.fd = fd;
   job->io.position = off;
   job->zero_len = len;
-  return job->Start(info.Env().Undefined());
+  return Job::Start(env, job, nullptr, result);
 }
 
-// (fd, buf, position): reads up to buf.length bytes at position into buf, scans them.
-bool ReadArgs(const Napi::CallbackInfo& info, IoArgs* a) {
-  return GetFd(info[0], &a->fd) && GetBytes(info[1], "buf", &a->data, &a->len) &&
-         GetUint(info[2], "position", kMaxSafe, &a->position);
-}
-
-Napi::Value ReadScanSync(const Napi::CallbackInfo& info) {
+bool ReadScan(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[3];
   IoArgs a;
-  if (!ReadArgs(info, &a)) return info.Env().Undefined();
-  IoResult r = ReadFull(a.fd, a.data, a.len, a.position);
-  if (r.err) return ThrowIo(info.Env(), r);
-  std::vector<double> ix;
-  ScanResult s = ScanRecords(a.data, 0, r.bytes, SIZE_MAX, &ix);
-  return ScanOutput(info.Env(), static_cast<double>(r.bytes), s, ix);
-}
-
-Napi::Value ReadScan(const Napi::CallbackInfo& info) {
-  IoArgs a;
-  if (!ReadArgs(info, &a)) return info.Env().Undefined();
-  Job* job = new Job(info.Env(), Job::kReadScan);
+  if (!Args(env, info, argv) || !ReadArgs(env, argv, &a)) return false;
+  Job* job = new Job(Job::kReadScan);
   job->io = a;
-  return job->Start(info[1]);
+  return Job::Start(env, job, argv[1], result);
 }
 
 // tryLock(fd) -> true if taken, false if another holder has it; throws on other errors.
@@ -324,179 +714,40 @@ Napi::Value UnlockFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// --- Hot paths on the raw C API --------------------------------------------------------
-// crc32c, encodeRecord and encodeBatch run once per append or batch. node-addon-api's
-// CallbackInfo heap-allocates for more than six arguments and its typed-array accessors
-// make several N-API calls per buffer; here one napi_get_typedarray_info does it all.
+// --- Registration -----------------------------------------------------------------------
 
-napi_value RawThrow(napi_env env, const char* msg) {
-  napi_throw_type_error(env, nullptr, msg);
-  return nullptr;
-}
-
-bool RawBytes(napi_env env, napi_value v, uint8_t** data, size_t* len) {
-  bool is_typed = false;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return false;
-  napi_typedarray_type type;
-  void* p = nullptr;
-  size_t n = 0;
-  if (napi_get_typedarray_info(env, v, &type, &n, &p, nullptr, nullptr) != napi_ok || type != napi_uint8_array)
-    return false;
-  *data = static_cast<uint8_t*>(p);
-  *len = n;
+bool Register(napi_env env, napi_value exports) {
+  struct Export {
+    const char* name;
+    napi_callback cb;
+  };
+  static const Export kExports[] = {
+      {"crc32c", Entry<Crc>},
+      {"crc32cImplementation", Entry<CrcImplementation>},
+      {"encodeRecord", Entry<EncodeOne>},
+      {"encodeBatch", Entry<EncodeBatch>},
+      {"encodeCheckpoint", Entry<EncodeCheckpoint>},
+      {"scan", Entry<Scan>},
+      {"findNextRecord", Entry<FindNext>},
+      {"writeSync", Entry<WriteSync>},
+      {"syncSync", Entry<SyncSync>},
+      {"zeroFillSync", Entry<ZeroFillSync>},
+      {"write", Entry<Write>},
+      {"sync", Entry<Sync>},
+      {"zeroFill", Entry<ZeroFillAsync>},
+      {"readScanSync", Entry<ReadScanSync>},
+      {"readScan", Entry<ReadScan>},
+  };
+  for (const Export& e : kExports) {
+    napi_value fn;
+    FW_NAPI(env, napi_create_function, e.name, NAPI_AUTO_LENGTH, e.cb, nullptr, &fn);
+    FW_NAPI(env, napi_set_named_property, exports, e.name, fn);
+  }
   return true;
-}
-
-bool RawOptionalBytes(napi_env env, napi_value v, uint8_t** data, size_t* len) {
-  napi_valuetype t;
-  if (napi_typeof(env, v, &t) != napi_ok) return false;
-  if (t == napi_undefined || t == napi_null) {
-    *data = nullptr;
-    *len = 0;
-    return true;
-  }
-  return RawBytes(env, v, data, len);
-}
-
-bool RawUint(napi_env env, napi_value v, double max, uint64_t* out) {
-  double d;
-  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
-  if (!(d >= 0) || d > max || std::floor(d) != d) return false;
-  *out = static_cast<uint64_t>(d);
-  return true;
-}
-
-napi_value RawNumber(napi_env env, double v) {
-  napi_value out = nullptr;
-  napi_create_double(env, v, &out);
-  return out;
-}
-
-// crc32c(data, seed?)
-napi_value RawCrc(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
-  uint8_t* data;
-  size_t len;
-  uint64_t seed = 0;
-  if (argc < 1 || !RawBytes(env, argv[0], &data, &len)) return RawThrow(env, "fastwal native: data must be a Uint8Array");
-  if (argc > 1) {
-    napi_valuetype t;
-    napi_typeof(env, argv[1], &t);
-    if (t != napi_undefined && !RawUint(env, argv[1], 4294967295.0, &seed))
-      return RawThrow(env, "fastwal native: seed must be an integer in range");
-  }
-  napi_value out = nullptr;
-  napi_create_uint32(env, Crc32c(static_cast<uint32_t>(seed), data, len), &out);
-  return out;
-}
-
-// encodeRecord(out, pos, type, lsn, mark, key, value?) -> end position. Standalone PUT/DEL.
-napi_value RawEncodeOne(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
-  if (argc < 6) return RawThrow(env, "fastwal native: encodeRecord needs 6 or 7 arguments");
-  uint8_t *out, *key, *value = nullptr;
-  size_t cap, klen, vlen = 0;
-  uint64_t pos, type, lsn, mark;
-  if (!RawBytes(env, argv[0], &out, &cap)) return RawThrow(env, "fastwal native: out must be a Uint8Array");
-  if (!RawUint(env, argv[1], kMaxSafe, &pos) || !RawUint(env, argv[2], 255, &type) ||
-      !RawUint(env, argv[3], kMaxSafe, &lsn) || !RawUint(env, argv[4], kMaxSafe, &mark))
-    return RawThrow(env, "fastwal native: pos, type, lsn and mark must be integers in range");
-  if (!RawBytes(env, argv[5], &key, &klen)) return RawThrow(env, "fastwal native: key must be a Uint8Array");
-  if (argc > 6 && !RawOptionalBytes(env, argv[6], &value, &vlen))
-    return RawThrow(env, "fastwal native: value must be a Uint8Array");
-  if (type != kPut && type != kDel) return RawThrow(env, "fastwal native: type must be PUT or DEL");
-  if (type == kDel && vlen) return RawThrow(env, "fastwal native: DEL has no value");
-  if (lsn == 0 || mark > lsn) return RawThrow(env, "fastwal native: bad lsn/mark");
-  if (klen > kMaxPayload || vlen > kMaxPayload - klen) return RawThrow(env, "fastwal native: record too large");
-  const uint64_t need = kRecordHeaderSize + klen + vlen;
-  if (pos > cap || need > cap - pos) return RawThrow(env, "fastwal native: output buffer too small");
-  size_t n = EncodeRecord(out + pos, static_cast<uint8_t>(type), 0, static_cast<uint32_t>(klen), lsn, mark,
-                          key, klen, value, vlen);
-  return RawNumber(env, static_cast<double>(pos + n));
-}
-
-// encodeBatch(out, pos, types, keys, values, first, mark) -> end position.
-// Writes BEGIN, every operation (flagged as batch members) and COMMIT in one pass.
-napi_value RawEncodeBatch(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
-  if (argc < 7) return RawThrow(env, "fastwal native: encodeBatch needs 7 arguments");
-  uint8_t *out, *types;
-  size_t cap, count;
-  uint64_t pos, first, mark;
-  if (!RawBytes(env, argv[0], &out, &cap) || !RawBytes(env, argv[2], &types, &count))
-    return RawThrow(env, "fastwal native: out and types must be Uint8Arrays");
-  if (!RawUint(env, argv[1], kMaxSafe, &pos) || !RawUint(env, argv[5], kMaxSafe, &first) ||
-      !RawUint(env, argv[6], kMaxSafe, &mark))
-    return RawThrow(env, "fastwal native: pos, first and mark must be integers in range");
-  bool ka = false, va = false;
-  napi_is_array(env, argv[3], &ka);
-  napi_is_array(env, argv[4], &va);
-  if (!ka || !va) return RawThrow(env, "fastwal native: keys and values must be arrays");
-  uint32_t nk = 0, nv = 0;
-  napi_get_array_length(env, argv[3], &nk);
-  napi_get_array_length(env, argv[4], &nv);
-  if (count == 0 || count > 0xFFFFFFFFu || nk != count || nv != count)
-    return RawThrow(env, "fastwal native: batch arrays must have the same, non-zero length");
-  if (first == 0 || first + count - 1 > static_cast<uint64_t>(kMaxSafe) || mark >= first)
-    return RawThrow(env, "fastwal native: bad lsn/mark");
-
-  std::vector<Slice> k(count), v(count);
-  uint64_t need = 2 * kRecordHeaderSize + 8;
-  for (uint32_t i = 0; i < count; ++i) {
-    if (types[i] != kPut && types[i] != kDel) return RawThrow(env, "fastwal native: type must be PUT or DEL");
-    napi_value kv, vv;
-    if (napi_get_element(env, argv[3], i, &kv) != napi_ok || napi_get_element(env, argv[4], i, &vv) != napi_ok)
-      return nullptr;
-    if (!RawBytes(env, kv, &k[i].data, &k[i].len)) return RawThrow(env, "fastwal native: key must be a Uint8Array");
-    if (!RawOptionalBytes(env, vv, &v[i].data, &v[i].len))
-      return RawThrow(env, "fastwal native: value must be a Uint8Array");
-    if (types[i] == kDel && v[i].len) return RawThrow(env, "fastwal native: DEL has no value");
-    if (k[i].len > kMaxPayload || v[i].len > kMaxPayload - k[i].len)
-      return RawThrow(env, "fastwal native: record too large");
-    need += kRecordHeaderSize + k[i].len + v[i].len;
-  }
-  if (pos > cap || need > cap - pos) return RawThrow(env, "fastwal native: output buffer too small");
-
-  uint8_t* p = out + pos;
-  const uint32_t n32 = static_cast<uint32_t>(count);
-  p += EncodeRecord(p, kBegin, 0, n32, first, mark, nullptr, 0, nullptr, 0);
-  for (uint32_t i = 0; i < count; ++i)
-    p += EncodeRecord(p, types[i], kFlagBatch, static_cast<uint32_t>(k[i].len), first + i, mark, k[i].data,
-                      k[i].len, v[i].data, v[i].len);
-  uint8_t begin_le[8];
-  for (int b = 0; b < 8; ++b) begin_le[b] = static_cast<uint8_t>(first >> (8 * b));
-  p += EncodeRecord(p, kCommit, 0, n32, first + count - 1, mark, begin_le, 8, nullptr, 0);
-  return RawNumber(env, static_cast<double>(p - out));
-}
-
-void SetRaw(Napi::Env env, Napi::Object exports, const char* name, napi_callback cb) {
-  napi_value fn;
-  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn);
-  exports.Set(name, Napi::Value(env, fn));
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  SetRaw(env, exports, "crc32c", RawCrc);
-  exports.Set("crc32cImplementation", Napi::Function::New(env, CrcImplementation));
-  SetRaw(env, exports, "encodeRecord", RawEncodeOne);
-  SetRaw(env, exports, "encodeBatch", RawEncodeBatch);
-  exports.Set("encodeCheckpoint", Napi::Function::New(env, EncodeCheckpoint, "encodeCheckpoint"));
-  exports.Set("scan", Napi::Function::New(env, Scan, "scan"));
-  exports.Set("findNextRecord", Napi::Function::New(env, FindNext, "findNextRecord"));
-  exports.Set("writeSync", Napi::Function::New(env, WriteSync, "writeSync"));
-  exports.Set("syncSync", Napi::Function::New(env, SyncSync, "syncSync"));
-  exports.Set("zeroFillSync", Napi::Function::New(env, ZeroFillSync, "zeroFillSync"));
-  exports.Set("write", Napi::Function::New(env, Write, "write"));
-  exports.Set("sync", Napi::Function::New(env, Sync, "sync"));
-  exports.Set("zeroFill", Napi::Function::New(env, ZeroFillAsync, "zeroFill"));
-  exports.Set("readScanSync", Napi::Function::New(env, ReadScanSync, "readScanSync"));
-  exports.Set("readScan", Napi::Function::New(env, ReadScan, "readScan"));
+  if (!Register(env, exports)) return exports;  // the pending exception fails the require()
   exports.Set("tryLock", Napi::Function::New(env, TryLockFd, "tryLock"));
   exports.Set("unlock", Napi::Function::New(env, UnlockFd, "unlock"));
   return exports;

@@ -140,7 +140,12 @@ for (const backend of BACKENDS) {
     const lsns = [...p.replaySync({ from: 0 })].map((e) => e.lsn)
     assert.equal(lsns, Array.from({ length: firstOfSeg1 + 2 }, (_, i) => i + 1))
     assert.is(p.recovery.droppedEntries, 100 - (firstOfSeg1 + 2) - 1, 'the damaged record itself is unreadable')
-    assert.equal(segmentFiles(dir), segs.slice(0, 2))
+    // The cut segment is kept; the later ones are gone; appends continue in a new segment
+    // named above every LSN seen (the floor that keeps dropped LSNs from being reused).
+    const after = segmentFiles(dir)
+    assert.equal(after.slice(0, 2), segs.slice(0, 2))
+    assert.is(after.length, 3)
+    assert.is(Number(after[2].slice(0, 20)), 101)
     assert.is(p.appendSync({ type: 'put', key: 'after', value: 'v' }), 101)
     p.closeSync()
   })

@@ -235,7 +235,7 @@ for (const backend of BACKENDS) {
       const name = segmentFiles(dir)[0]
       fs.copyFileSync(seg, join(copy, name))
       fs.truncateSync(join(copy, name), cut)
-      const src = { dir: copy, backend: impl, segments: () => [{ name, firstLsn: 1 }], limitFor: () => -1 }
+      const src = { dir: copy, backend: impl, segments: () => [{ name, firstLsn: 1 }], limitFor: () => -1, checkpointLsn: () => 0, firstLsn: () => 1, track: () => () => {} }
       const keys = [...replayEntriesSync(src, 0)].map((e) => e.key.toString())
       assert.equal(keys, ['before-1', 'before-2'], `raw replay, cut at record boundary ${cut}`)
       const scan = impl.scan(fs.readFileSync(seg), cut, full)

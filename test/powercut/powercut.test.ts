@@ -10,7 +10,6 @@
 //
 // Failing states are copied, untouched, to /tmp/fastwal-powercut-failures/ with an
 // info.json (crash point, choices made, acknowledgements, what went wrong) and the trace.
-import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import { join } from 'node:path'
@@ -19,10 +18,10 @@ import * as assert from 'uvu/assert'
 import { WriteAheadLog } from '../../lib/index.js'
 import type { Options } from '../../lib/index.js'
 import { BACKENDS, prng, tmpDir, type BackendName } from '../helpers/util.js'
-import { PowerCutModel, TRACED_SYSCALLS, type Ack, type CrashState, type Policy } from './sim.js'
+import { FAIL_ROOT, decodeHex, requireStrace, runUnderStrace, stateRoot, writeState } from './harness.js'
+import { PowerCutModel, type Ack, type CrashState, type Policy } from './sim.js'
 
 const WRITER = join(__dirname, 'fixtures', 'writer.ts')
-const FAIL_ROOT = '/tmp/fastwal-powercut-failures'
 const WRITER_SEED: Record<BackendName, number> = { native: 0x5eed1, js: 0x5eed2 }
 const WRITER_OPS = 340 // operations the child appends (puts/dels, batches counted per op)
 const RANDOM_POINTS = 150 // crash points at random trace lines, besides those near syncs
@@ -42,17 +41,6 @@ interface WriterOutput {
   calls: CallJson[]
 }
 
-function requireStrace(): void {
-  const r = spawnSync('strace', ['-V'], { encoding: 'utf8' })
-  if (r.error || r.status !== 0) {
-    throw new Error(
-      'The power-cut test needs strace to record the writer\'s syscalls, and it is not available ' +
-        `(${r.error?.message ?? r.stderr}). Install it: apt-get install strace (Debian/Ubuntu), ` +
-        'dnf install strace (Fedora), apk add strace (Alpine). In a container, ptrace must be allowed.',
-    )
-  }
-}
-
 interface Run {
   work: string
   walDir: string
@@ -67,30 +55,8 @@ function runWriter(backend: BackendName): Run {
   fs.mkdirSync(walDir, { recursive: true }) // the directory itself exists durably before the run
   const ackFile = join(work, 'acks')
   const traceFile = join(work, 'trace.txt')
-  const r = spawnSync(
-    'strace',
-    [
-      '-f', '-qq', '-y', '-xx', '-s', String(16 << 20), '-o', traceFile,
-      '-e', 'trace=' + TRACED_SYSCALLS.map((s) => '?' + s).join(','),
-      process.execPath, '-r', require.resolve('tsx/cjs'), WRITER,
-      walDir, ackFile, backend, String(WRITER_SEED[backend]), String(WRITER_OPS),
-    ],
-    {
-      encoding: 'utf8',
-      maxBuffer: 64 << 20,
-      timeout: 120_000,
-      // libuv's io_uring would do file I/O that strace cannot see.
-      env: { ...process.env, UV_USE_IO_URING: '0' },
-    },
-  )
-  if (r.error) throw new Error(`running the writer under strace failed: ${r.error.message}`)
-  if (r.status !== 0) {
-    throw new Error(
-      `the writer under strace exited with ${r.status ?? r.signal}:\n${r.stderr}\n` +
-        '(if strace reports "Operation not permitted", ptrace is blocked: run with CAP_SYS_PTRACE or kernel.yama.ptrace_scope=0)',
-    )
-  }
-  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as WriterOutput
+  const stdout = runUnderStrace(WRITER, [walDir, ackFile, backend, String(WRITER_SEED[backend]), String(WRITER_OPS)], traceFile, 'writer')
+  const out = JSON.parse(stdout.trim().split('\n').pop()!) as WriterOutput
   assert.is(out.backend, backend)
   const model = new PowerCutModel(fs.readFileSync(traceFile, 'latin1'), walDir, ackFile, process.cwd())
   return { work, walDir, traceFile, out, model }
@@ -138,15 +104,6 @@ function sameOp(e: { lsn: number; type: string; key: Buffer; value: Buffer | und
 function allIn(set: Set<number>, from: number, to: number): boolean {
   for (let l = from; l <= to; l++) if (!set.has(l)) return false
   return true
-}
-
-function writeState(dir: string, st: CrashState): void {
-  fs.rmSync(dir, { recursive: true, force: true })
-  fs.mkdirSync(dir, { recursive: true })
-  for (const [name, data] of st.files) {
-    // The lock file's content is irrelevant (the native lock is flock); keep only its entry.
-    fs.writeFileSync(join(dir, name), name === 'LOCK' ? Buffer.alloc(0) : data)
-  }
 }
 
 /** What open's recovery did, over the states checked (to show the states are not all clean). */
@@ -245,25 +202,6 @@ function openOptions(i: number): Options | undefined {
   return i % 2 === 1 ? { segmentSize: 8192, backend: 'js' } : { segmentSize: 8192 }
 }
 
-let stateRootDir: string | undefined
-/**
- * Where crash states are opened: tmpfs when there is one (/dev/shm), as fsync there is
- * free and the test opens, appends to and closes each state twice; the bytes and the
- * library's syscalls are the same on any file system.
- */
-function stateRoot(): string {
-  if (stateRootDir) return stateRootDir
-  try {
-    stateRootDir = fs.mkdtempSync('/dev/shm/fastwal-powercut-')
-  } catch {
-    stateRootDir = tmpDir('powercut-states')
-    fs.mkdirSync(stateRootDir, { recursive: true })
-  }
-  const dir = stateRootDir
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
-
 function stateKey(st: CrashState): string {
   const h = createHash('sha1')
   h.update(String(st.acks.length))
@@ -317,10 +255,6 @@ function keepFailure(run: Run, backend: string, st: CrashState, label: string, p
     fs.writeFileSync(join(runCopy, 'writer-output.json'), JSON.stringify(run.out))
   }
   return dest
-}
-
-function decodeHex(line: string): string {
-  return line.replace(/(?:\\x[0-9a-f]{2})+/g, (m) => JSON.stringify(Buffer.from(m.replace(/\\x/g, ''), 'hex').toString('latin1')).slice(1, -1))
 }
 
 // strace is Linux-only: elsewhere (the release workflow's macOS and Windows jobs) the test

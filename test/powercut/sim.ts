@@ -19,6 +19,10 @@
 //
 // Ack markers (writes to the writer's ack file) are tracked on the same timeline, so each
 // crash point knows which appends had been acknowledged before it.
+//
+// The directory may start empty (a writer creating a new log) or from a snapshot of files
+// that existed before the trace began (a process opening, and repairing, an existing log):
+// those count as fully synced, file contents and directory entries alike.
 import * as path from 'node:path'
 
 export const PAGE = 4096
@@ -250,7 +254,11 @@ function applyDirOp(entries: Map<string, Inode>, op: DirOp): void {
 
 export interface Ack {
   line: number
-  kind: 'A' | 'S' | 'C'
+  /**
+   * A: append acknowledged, S: sync() resolved, C: checkpoint() resolved (the writer);
+   * R, O, X: an open about to start, resolved, closed (the repair fixture; `first` = job).
+   */
+  kind: 'A' | 'S' | 'C' | 'R' | 'O' | 'X'
   first: number
   last: number
 }
@@ -293,10 +301,21 @@ export class PowerCutModel {
   private cursor = 0
   private appliedUpTo = 0
 
-  constructor(trace: string, readonly dir: string, readonly ackFile: string, readonly cwd: string) {
+  /**
+   * `initial`: the files in `dir` before the trace began (name → content), all durable.
+   * Without it the directory starts empty.
+   */
+  constructor(trace: string, readonly dir: string, readonly ackFile: string, readonly cwd: string, initial?: ReadonlyMap<string, Buffer>) {
     this.dir = path.resolve(dir)
     this.ackFile = path.resolve(ackFile)
     this.syscalls = parseStrace(trace)
+    for (const [name, data] of initial ?? []) {
+      if (name === '' || name.includes('/')) throw new Error(`initial file name ${JSON.stringify(name)}: only plain files directly in the directory are modeled`)
+      const ino = new Inode(this.nextInode++)
+      ino.synced = Buffer.from(data)
+      this.durable.set(name, ino)
+      this.current.set(name, ino)
+    }
     this.buildEvents()
     this.events.sort((a, b) => a.line - b.line || a.order - b.order)
   }
@@ -402,7 +421,7 @@ export class PowerCutModel {
           if (p !== undefined && path.resolve(p) === this.ackFile) {
             if (sc.name !== 'write') throw new Error('ack markers must be written with write(2)')
             const text = decodeString(a[1]).toString('latin1')
-            for (const m of text.matchAll(/([ASC])(\d+)(?:-(\d+))?/g)) {
+            for (const m of text.matchAll(/([ASCROX])(\d+)(?:-(\d+))?/g)) {
               const ack: Ack = { line: sc.entry, kind: m[1] as Ack['kind'], first: Number(m[2]), last: Number(m[3] ?? m[2]) }
               this.acks.push(ack)
               this.at(sc.entry, () => this.ackLines.push(ack))

@@ -1,0 +1,148 @@
+// Applying what recovery decided, so that a crash at any step of a repair leaves a log
+// that the next open finishes repairing, and that never hands out an LSN twice.
+//
+// A repair that drops LSNs (a torn tail holding records, a point-in-time cut, a segment
+// with a torn header) first creates a new, empty segment R and makes it durable:
+//  - R's name is above every LSN seen, dropped ones included: the floor that keeps LSNs
+//    from being reused lives in a directory entry, not in bytes that the repair removes;
+//  - R's header prevLsn is the last LSN kept: the predecessor P must end there.
+// Only then is P cut back and are the dropped segments unlinked. The rule that finishes
+// an interrupted repair (finishRepair) follows from R alone: when the last segment holds
+// no record yet, its predecessor P is the newest segment whose name is at most
+// prevLsn + 1, every segment between P and R is a remnant (it can only hold LSNs above
+// prevLsn), and P keeps exactly its records up to prevLsn. In a log no repair touched
+// this finds nothing to do: each segment's successor is named at most one above the
+// last LSN before it and has that LSN as prevLsn.
+import * as fs from 'node:fs'
+import { join } from 'node:path'
+import type { Backend } from './backend.js'
+import { WalError, ioError } from './errors.js'
+import { IX_STRIDE, IX_LSN, SEGMENT_HEADER_SIZE, decodeSegmentHeader } from './format.js'
+import { TailState } from './recovery.js'
+import { createSegment, syncDir, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
+
+/** What finishRepair found: the predecessor's cut, and remnants to remove. */
+export interface Remnants {
+  predecessor?: SegmentRef
+  /** Bytes of the predecessor to keep (its records up to prevLsn). */
+  cut: number
+  /** The predecessor's size now; > cut means its tail is to be removed. */
+  size: number
+  /** Segments between the predecessor and the last one: left by an interrupted repair. */
+  orphans: SegmentRef[]
+}
+
+/**
+ * For a last segment that holds no record: where its predecessor must end, and which
+ * segments an interrupted repair left behind. `prevLsn` is the last segment's header field.
+ */
+export function findRemnants(dir: string, segments: readonly SegmentRef[], prevLsn: number, backend: Backend): Remnants {
+  const older = segments.slice(0, -1)
+  let p = older.length - 1
+  while (p >= 0 && older[p].firstLsn > prevLsn + 1) p--
+  const orphans = older.slice(p + 1)
+  if (p < 0) return { cut: 0, size: 0, orphans }
+  const predecessor = older[p]
+  const path = join(dir, predecessor.name)
+  let buf: Buffer
+  try {
+    buf = fs.readFileSync(path)
+  } catch (err) {
+    throw ioError(err, 'Reading the segment before the last one', path, 'open')
+  }
+  const header = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
+  if (typeof header === 'string')
+    throw new WalError('WAL_CORRUPT', `Bad segment header (${header}) in segment ${predecessor.name} of ${dir} at byte offset 0. Restore the file from a replica or backup.`, { segment: predecessor.name, offset: 0 })
+  // Records up to prevLsn, in LSN order, ending on a batch boundary.
+  const scan = backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length)
+  let rows = scan.index.length
+  for (let i = 0; i < scan.index.length; i += IX_STRIDE) {
+    if (scan.index[i + IX_LSN] > prevLsn) {
+      rows = i
+      break
+    }
+  }
+  const st = new TailState(header.prevLsn, header.checkpointLsn)
+  st.consume(scan.index.subarray(0, rows), buf, 0)
+  let cut = st.violation >= 0 ? st.violation : st.pos
+  let kept = st.keptLsn
+  if (st.batchStart >= 0 && st.batchStart < cut) {
+    cut = st.batchStart
+    kept = st.lsnBeforeBatch
+  }
+  if (kept !== prevLsn)
+    throw new WalError(
+      'WAL_CORRUPT',
+      `Segment ${segments[segments.length - 1].name} of ${dir} continues after LSN ${prevLsn}, but the segment before it, ${predecessor.name}, ends at LSN ${kept}: a segment is missing or out of place. Restore the missing segment from a replica or backup.`,
+      { segment: segments[segments.length - 1].name, offset: 0 },
+    )
+  return { predecessor, cut, size: buf.length, orphans }
+}
+
+/** Whether findRemnants found anything to change. */
+export function hasRemnants(r: Remnants): boolean {
+  return r.orphans.length > 0 || r.size > r.cut
+}
+
+/** Finishes an interrupted repair: cut the predecessor, remove the remnants. */
+export function removeRemnants(dir: string, backend: Backend, r: Remnants): void {
+  if (r.predecessor && r.size > r.cut) truncateAndSync(dir, r.predecessor.name, r.cut, backend)
+  for (const o of r.orphans) unlink(dir, o.name)
+  if (r.orphans.length > 0) syncDir(dir, 'open')
+}
+
+export interface RepairPlan {
+  /** The segment whose records are kept up to `validEnd` (undefined: none is). */
+  kept?: SegmentRef
+  validEnd: number
+  /** Last LSN kept, and the highest LSN seen (dropped ones included). */
+  keptLsn: number
+  maxLsn: number
+  checkpointLsn: number
+  /** Whole segments to remove (after a point-in-time cut, or with a torn header). */
+  drop: SegmentRef[]
+}
+
+/**
+ * Makes a repair that drops LSNs crash-safe: R first (durable), then the cut, then the
+ * removals. Returns R, the segment appends continue in.
+ */
+export function repairWithNewSegment(dir: string, backend: Backend, all: readonly SegmentRef[], plan: RepairPlan, preallocateTo: number, spare?: Spare): OpenSegment {
+  const highest = all.reduce((m, s) => Math.max(m, s.firstLsn), 0)
+  const firstLsn = Math.max(plan.maxLsn + 1, highest + 1)
+  const made = createSegment(dir, backend, firstLsn, { prevLsn: plan.keptLsn, checkpointLsn: Math.min(plan.checkpointLsn, plan.keptLsn) }, preallocateTo, spare)
+  try {
+    if (plan.kept) truncateAndSync(dir, plan.kept.name, plan.validEnd, backend)
+    for (const d of plan.drop) unlink(dir, d.name)
+    if (plan.drop.length > 0) syncDir(dir, 'open')
+  } catch (err) {
+    fs.closeSync(made.fd)
+    throw err
+  }
+  return made
+}
+
+/** Shrinks a segment to `size` and syncs it (a no-op when it already has that size). */
+export function truncateAndSync(dir: string, name: string, size: number, backend: Backend): void {
+  const path = join(dir, name)
+  let fd: number | undefined
+  try {
+    fd = fs.openSync(path, 'r+')
+    if (fs.fstatSync(fd).size === size) return
+    fs.ftruncateSync(fd, size)
+    backend.syncSync(fd)
+  } catch (err) {
+    throw ioError(err, 'Cutting a damaged segment back', path, 'open')
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+}
+
+function unlink(dir: string, name: string): void {
+  const path = join(dir, name)
+  try {
+    fs.unlinkSync(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'Removing a dropped segment', path, 'open')
+  }
+}

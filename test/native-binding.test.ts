@@ -1,0 +1,483 @@
+// The N-API layer never trusts its arguments: wrong types, detached or resized buffers,
+// lying subclasses, overlapping views and out-of-range LSNs are TypeErrors, never a crash,
+// a silent empty write or a read of memory the caller no longer owns.
+import * as fs from 'node:fs'
+import { join } from 'node:path'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { IX_STRIDE, RECORD_HEADER_SIZE, SCAN_END, TYPE_DEL, TYPE_PUT } from '../lib/format.js'
+import type { NativeAddon } from '../lib/native-addon.js'
+import { loadAddon } from '../lib/native-addon.js'
+import { tmpDir } from './helpers/util.js'
+
+const loaded = loadAddon()
+if (!loaded.addon) throw new Error(`native addon not built: ${loaded.error?.message}`)
+const addon: NativeAddon = loaded.addon
+
+const MAX = Number.MAX_SAFE_INTEGER // 2^53 - 1
+
+/** A Uint8Array whose ArrayBuffer has been transferred away (detached). */
+function detached(n = 8): Uint8Array {
+  const b = new Uint8Array(n).fill(7)
+  structuredClone(b.buffer, { transfer: [b.buffer as ArrayBuffer] })
+  assert.is(b.byteLength, 0)
+  return b
+}
+
+/** Asserts fn throws a TypeError synchronously (not a returned, rejected promise). */
+function throwsType(fn: () => unknown, re?: RegExp, label = ''): void {
+  let result: unknown
+  try {
+    result = fn()
+  } catch (err) {
+    assert.instance(err, TypeError, `${label}: ${String(err)}`)
+    if (re) assert.match((err as Error).message, re, label)
+    return
+  }
+  if (result instanceof Promise) result.catch(() => {})
+  assert.unreachable(`${label}: did not throw (returned ${describe(result)})`)
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'symbol' || typeof v === 'bigint') return String(v) + (typeof v === 'bigint' ? 'n' : '')
+  if (v instanceof Promise) return 'a Promise'
+  if (ArrayBuffer.isView(v)) return `${v.constructor.name}(${v.byteLength})`
+  try {
+    return JSON.stringify(v) ?? String(v)
+  } catch {
+    return String(v)
+  }
+}
+
+interface Rec {
+  type: number
+  flags: number
+  aux: number
+  lsn: number
+  mark: number
+  key: Buffer
+  value: Buffer
+}
+
+/** Decodes buf[0, end) with the native scanner; every byte must be whole, valid records. */
+function decode(buf: Uint8Array, end: number): Rec[] {
+  const [, status, stop, , index] = addon.scan(buf, 0, end)
+  assert.is(status, SCAN_END)
+  assert.is(stop, end)
+  const out: Rec[] = []
+  for (let i = 0; i < index.length; i += IX_STRIDE) {
+    const pos = index[i]
+    const length = index[i + 1]
+    const aux = index[i + 3]
+    const body = Buffer.from(buf.buffer, buf.byteOffset + pos + RECORD_HEADER_SIZE, length)
+    out.push({
+      type: index[i + 2] & 0xff,
+      flags: index[i + 2] >> 8,
+      aux,
+      lsn: index[i + 4],
+      mark: index[i + 5],
+      key: Buffer.from(body.subarray(0, Math.min(aux, length))),
+      value: Buffer.from(body.subarray(Math.min(aux, length))),
+    })
+  }
+  return out
+}
+
+const b = (s: string): Uint8Array => new Uint8Array(Buffer.from(s))
+
+let fileCounter = 0
+function tempFd(): { fd: number; path: string; close(): void } {
+  const dir = tmpDir('native-binding')
+  fs.mkdirSync(dir, { recursive: true })
+  const path = join(dir, `f${++fileCounter}`)
+  const fd = fs.openSync(path, 'w+')
+  return { fd, path, close: () => fs.closeSync(fd) }
+}
+
+// --- Detached buffers --------------------------------------------------------------
+
+test('encodeRecord rejects a detached out, key or value', () => {
+  const out = () => new Uint8Array(256)
+  throwsType(() => addon.encodeRecord(detached(256), 0, TYPE_PUT, 1, 0, b('k'), b('v')), /detached/, 'out')
+  throwsType(() => addon.encodeRecord(out(), 0, TYPE_PUT, 1, 0, detached(), b('v')), /detached/, 'key')
+  throwsType(() => addon.encodeRecord(out(), 0, TYPE_PUT, 1, 0, b('k'), detached()), /detached/, 'value')
+  throwsType(() => addon.encodeRecord(out(), 0, TYPE_DEL, 1, 0, detached(), undefined), /detached/, 'DEL key')
+  // A detached key used to be encoded silently as an empty key: nothing may be written.
+  const o = out()
+  throwsType(() => addon.encodeRecord(o, 0, TYPE_PUT, 1, 0, detached(), b('v')), /detached/, 'key, no write')
+  assert.ok(o.every((x) => x === 0), 'nothing was written')
+})
+
+test('encodeBatch rejects a detached out, types, key or value', () => {
+  const args = () => ({
+    out: new Uint8Array(512),
+    types: Uint8Array.of(TYPE_PUT, TYPE_DEL),
+    keys: [b('a'), b('b')],
+    values: [b('1'), undefined] as (Uint8Array | undefined)[],
+  })
+  let a = args()
+  throwsType(() => addon.encodeBatch(detached(512), 0, a.types, a.keys, a.values, 1, 0), /detached/, 'out')
+  a = args()
+  throwsType(() => addon.encodeBatch(a.out, 0, detached(2), a.keys, a.values, 1, 0), /detached/, 'types')
+  a = args()
+  a.keys[1] = detached()
+  throwsType(() => addon.encodeBatch(a.out, 0, a.types, a.keys, a.values, 1, 0), /detached/, 'key')
+  assert.ok(a.out.every((x) => x === 0), 'nothing was written')
+  a = args()
+  a.values[0] = detached()
+  throwsType(() => addon.encodeBatch(a.out, 0, a.types, a.keys, a.values, 1, 0), /detached/, 'value')
+})
+
+test('encodeBatch reads its buffers only after the arrays stop running JS (getters cannot detach them)', () => {
+  // An index getter on keys/values runs JS in the middle of napi_get_element. If it detaches
+  // a buffer the binding already took a pointer to, the encoder would read freed memory.
+  for (const victim of ['out', 'types', 'key0', 'value0'] as const) {
+    const out = new Uint8Array(512)
+    const types = Uint8Array.of(TYPE_PUT, TYPE_PUT)
+    const key0 = b('key-zero')
+    const value0 = b('value-zero')
+    const keys: Uint8Array[] = [key0, b('b')]
+    const values: Uint8Array[] = [value0, b('2')]
+    const target = { out, types, key0, value0 }[victim]
+    let kept: ArrayBuffer | undefined
+    Object.defineProperty(values, 1, {
+      get() {
+        kept = structuredClone(target.buffer as ArrayBuffer, { transfer: [target.buffer as ArrayBuffer] })
+        return b('2')
+      },
+    })
+    throwsType(() => addon.encodeBatch(out, 0, types, keys, values, 1, 0), /detached/, victim)
+    assert.ok(kept instanceof ArrayBuffer, 'the getter ran')
+  }
+})
+
+test('encodeCheckpoint rejects a detached out', () => {
+  throwsType(() => addon.encodeCheckpoint(detached(64), 0, 1, 0, 1), /detached/)
+})
+
+test('crc32c rejects detached data', () => {
+  throwsType(() => addon.crc32c(detached()), /detached/)
+  throwsType(() => addon.crc32c(detached(), 5), /detached/)
+})
+
+test('scan and findNextRecord reject a detached buffer', () => {
+  throwsType(() => addon.scan(detached(64), 0, 0), /detached/, 'scan')
+  throwsType(() => addon.findNextRecord(detached(64), 0, 0), /detached/, 'findNextRecord')
+})
+
+test('writeSync, write, readScanSync and readScan reject a detached buffer before any I/O', () => {
+  const f = tempFd()
+  try {
+    throwsType(() => addon.writeSync(f.fd, detached(), 0, 0, 0), /detached/, 'writeSync')
+    throwsType(() => addon.write(f.fd, detached(), 0, 0, 0, false), /detached/, 'write')
+    throwsType(() => addon.write(f.fd, detached(), 0, 0, 0, true), /detached/, 'write+sync')
+    throwsType(() => addon.readScanSync(f.fd, detached(), 0), /detached/, 'readScanSync')
+    throwsType(() => addon.readScan(f.fd, detached(), 0), /detached/, 'readScan')
+    assert.is(fs.fstatSync(f.fd).size, 0)
+  } finally {
+    f.close()
+  }
+})
+
+test('an empty but attached Uint8Array stays valid everywhere', async () => {
+  const empty = new Uint8Array(0)
+  assert.is(addon.crc32c(empty), 0)
+  assert.is(addon.crc32c(new Uint8Array(new ArrayBuffer(0))), 0)
+  assert.is(addon.crc32c(empty, 123), 123)
+  const out = new Uint8Array(256)
+  const end = addon.encodeRecord(out, 0, TYPE_PUT, 1, 0, empty, empty)
+  assert.is(end, RECORD_HEADER_SIZE)
+  const [r] = decode(out, end)
+  assert.is(r.key.length, 0)
+  assert.is(r.value.length, 0)
+  const end2 = addon.encodeBatch(out, 0, Uint8Array.of(TYPE_DEL), [empty], [empty], 5, 0)
+  assert.is(decode(out, end2).length, 3)
+  assert.equal(addon.scan(empty, 0, 0).slice(0, 4), [0, SCAN_END, 0, 0])
+  assert.is(addon.findNextRecord(empty, 0, 0), 0)
+  const f = tempFd()
+  try {
+    addon.writeSync(f.fd, empty, 0, 0, 0)
+    await addon.write(f.fd, empty, 0, 0, 0, false)
+    assert.is(addon.readScanSync(f.fd, empty, 0)[0], 0)
+    assert.is((await addon.readScan(f.fd, empty, 0))[0], 0)
+  } finally {
+    f.close()
+  }
+})
+
+// --- Lengths come from the engine, not from JS properties ----------------------------
+
+// Subclasses whose JS-visible length, byteLength and byteOffset lie.
+class Liar extends Uint8Array {}
+class ShortLiar extends Uint8Array {}
+for (const [Cls, n] of [[Liar, 1 << 20], [ShortLiar, 1]] as const)
+  for (const prop of ['length', 'byteLength', 'byteOffset']) Object.defineProperty(Cls.prototype, prop, { get: () => n })
+
+test('a Uint8Array subclass whose length/byteLength lie encodes exactly its real bytes', () => {
+  for (const Cls of [Liar, ShortLiar]) {
+    const key = Cls.from(Buffer.from('real-key'))
+    const value = Cls.from(Buffer.from('real-value-bytes'))
+    assert.is(new Uint8Array(key.buffer).length, 8)
+    const out = new Uint8Array(256)
+    const end = addon.encodeRecord(out, 0, TYPE_PUT, 7, 3, key, value)
+    assert.is(end, RECORD_HEADER_SIZE + 8 + 16)
+    const [r] = decode(out, end)
+    assert.is(r.key.toString(), 'real-key')
+    assert.is(r.value.toString(), 'real-value-bytes')
+    assert.is(addon.crc32c(key), addon.crc32c(Buffer.from('real-key')))
+
+    const bend = addon.encodeBatch(out, 0, Cls.from([TYPE_PUT]), [key], [value], 9, 0)
+    const recs = decode(out, bend)
+    assert.is(recs.length, 3)
+    assert.is(recs[1].key.toString(), 'real-key')
+    assert.is(recs[1].value.toString(), 'real-value-bytes')
+
+    // As an output buffer, a lying length cannot buy room that is not there.
+    const small = new Cls(40)
+    throwsType(() => addon.encodeRecord(small, 0, TYPE_PUT, 1, 0, b('12345678'), b('x')), /too small/, 'out')
+    throwsType(() => addon.scan(small, 0, 41), /outside/, 'scan end')
+    throwsType(() => addon.writeSync(2147483647, small, 0, 41, 0), /outside/, 'write range')
+  }
+})
+
+test('a length-tracking view on a resizable ArrayBuffer uses its current length', () => {
+  const ab = new (ArrayBuffer as any)(4, { maxByteLength: 64 }) as ArrayBuffer & { resize(n: number): void }
+  const key = new Uint8Array(ab) // length-tracking
+  ab.resize(10)
+  key.set(Buffer.from('0123456789'))
+  const out = new Uint8Array(256)
+  let end = addon.encodeRecord(out, 0, TYPE_PUT, 1, 0, key, undefined)
+  assert.is(decode(out, end)[0].key.toString(), '0123456789')
+  assert.is(addon.crc32c(key), addon.crc32c(Buffer.from('0123456789')))
+  ab.resize(3)
+  end = addon.encodeRecord(out, 0, TYPE_PUT, 1, 0, key, undefined)
+  assert.is(decode(out, end)[0].key.toString(), '012')
+  assert.is(addon.crc32c(key), addon.crc32c(Buffer.from('012')))
+
+  // An output buffer that shrank offers only its current length.
+  const outAb = new (ArrayBuffer as any)(256, { maxByteLength: 256 }) as ArrayBuffer & { resize(n: number): void }
+  const grow = new Uint8Array(outAb)
+  outAb.resize(40)
+  throwsType(() => addon.encodeRecord(grow, 0, TYPE_PUT, 1, 0, b('12345678'), b('x')), /too small/)
+  assert.is(addon.encodeRecord(grow, 0, TYPE_PUT, 1, 0, b('12345678'), undefined), 40)
+})
+
+test('encoding rejects inputs that overlap the bytes being written', () => {
+  const out = new Uint8Array(256)
+  throwsType(() => addon.encodeRecord(out, 0, TYPE_PUT, 1, 0, out.subarray(0, 8), b('v')), /overlap/, 'key')
+  throwsType(() => addon.encodeRecord(out, 0, TYPE_PUT, 1, 0, b('k'), out.subarray(20, 30)), /overlap/, 'value')
+  throwsType(() => addon.encodeRecord(out, 40, TYPE_PUT, 1, 0, b('k'), out.subarray(72, 74)), /overlap/, 'value tail')
+  out[100] = TYPE_PUT
+  throwsType(() => addon.encodeBatch(out, 0, out.subarray(100, 101), [b('k')], [b('v')], 1, 0), /overlap/, 'types')
+  throwsType(() => addon.encodeBatch(out, 0, Uint8Array.of(TYPE_PUT), [out.subarray(50, 52)], [b('v')], 1, 0), /overlap/, 'batch key')
+  throwsType(() => addon.encodeBatch(out, 8, Uint8Array.of(TYPE_PUT), [b('k')], [out.subarray(0, 9)], 1, 0), /overlap/, 'batch value')
+  out.fill(0)
+  // The same ArrayBuffer is fine when the ranges are disjoint.
+  const key = out.subarray(200, 208)
+  key.set(Buffer.from('disjoint'))
+  const end = addon.encodeRecord(out, 0, TYPE_PUT, 1, 0, key, out.subarray(0, 0))
+  assert.is(decode(out, end)[0].key.toString(), 'disjoint')
+  const bend = addon.encodeBatch(out, 0, out.subarray(199, 200).fill(TYPE_PUT), [key], [undefined], 2, 0)
+  assert.is(decode(out, bend)[1].key.toString(), 'disjoint')
+})
+
+// --- LSN limits ------------------------------------------------------------------------
+
+test('LSN limits are exact: 2^53-1 is accepted, 2^53 and batch overflow are rejected', () => {
+  const out = new Uint8Array(1024)
+  let end = addon.encodeRecord(out, 0, TYPE_PUT, MAX, MAX, b('k'), b('v'))
+  assert.is(decode(out, end)[0].lsn, MAX)
+  throwsType(() => addon.encodeRecord(out, 0, TYPE_PUT, MAX + 1, 0, b('k'), b('v')), undefined, 'lsn 2^53')
+  throwsType(() => addon.encodeRecord(out, 0, TYPE_PUT, 0, 0, b('k'), b('v')), undefined, 'lsn 0')
+  throwsType(() => addon.encodeRecord(out, 0, TYPE_PUT, 5, 6, b('k'), b('v')), undefined, 'mark > lsn')
+  throwsType(() => addon.encodeRecord(out, 0, TYPE_PUT, 1, MAX + 1, b('k'), b('v')), undefined, 'mark 2^53')
+
+  const t1 = Uint8Array.of(TYPE_PUT)
+  const t2 = Uint8Array.of(TYPE_PUT, TYPE_DEL)
+  const t3 = Uint8Array.of(TYPE_PUT, TYPE_PUT, TYPE_PUT)
+  end = addon.encodeBatch(out, 0, t1, [b('a')], [b('1')], MAX, 0)
+  assert.equal(decode(out, end).map((r) => r.lsn), [MAX, MAX, MAX])
+  end = addon.encodeBatch(out, 0, t2, [b('a'), b('b')], [b('1'), undefined], MAX - 1, MAX - 2)
+  assert.equal(decode(out, end).map((r) => r.lsn), [MAX - 1, MAX - 1, MAX, MAX])
+  throwsType(() => addon.encodeBatch(out, 0, t2, [b('a'), b('b')], [b('1'), undefined], MAX, 0), undefined, 'first=MAX count=2')
+  throwsType(() => addon.encodeBatch(out, 0, t3, [b('a'), b('b'), b('c')], [b('1'), b('2'), b('3')], MAX - 1, 0), undefined, 'count=3')
+  throwsType(() => addon.encodeBatch(out, 0, t1, [b('a')], [b('1')], MAX + 1, 0), undefined, 'first 2^53')
+  throwsType(() => addon.encodeBatch(out, 0, t1, [b('a')], [b('1')], 0, 0), undefined, 'first 0')
+  throwsType(() => addon.encodeBatch(out, 0, t1, [b('a')], [b('1')], 5, 5), undefined, 'mark >= first')
+
+  end = addon.encodeCheckpoint(out, 0, MAX, MAX, MAX)
+  assert.is(decode(out, end)[0].lsn, MAX)
+  throwsType(() => addon.encodeCheckpoint(out, 0, MAX + 1, 0, 1), undefined, 'checkpoint lsn 2^53')
+  throwsType(() => addon.encodeCheckpoint(out, 0, 1, 0, MAX + 1), undefined, 'checkpointLsn 2^53')
+  throwsType(() => addon.encodeCheckpoint(out, 0, 0, 0, 0), undefined, 'checkpoint lsn 0')
+})
+
+// --- Wrong types -----------------------------------------------------------------------
+
+type Kind = 'bytes' | 'optBytes' | 'uint' | 'optUint' | 'array' | 'bool' | 'fd'
+
+const COMMON: unknown[] = [undefined, null, 'x', {}, [], 1n, Symbol('s'), () => 0, true, new Date(0)]
+const BAD: Record<Kind, () => unknown[]> = {
+  bytes: () => [
+    ...COMMON,
+    0,
+    1,
+    new Uint16Array(2),
+    new Uint8ClampedArray(2),
+    new Int8Array(2),
+    new Float64Array(1),
+    new DataView(new ArrayBuffer(2)),
+    new ArrayBuffer(2),
+    [1, 2],
+    { length: 2, 0: 1, 1: 2 },
+    detached(),
+  ],
+  optBytes: () => BAD.bytes().filter((v) => v !== undefined && v !== null),
+  uint: () => [...COMMON, -1, 1.5, NaN, Infinity, -Infinity, 2 ** 53, '1', new Number(1), new Uint8Array(1)],
+  optUint: () => [...BAD.uint().filter((v) => v !== undefined), 2 ** 32],
+  array: () => [...COMMON.filter((v) => !Array.isArray(v)), new Uint8Array(1), { length: 1, 0: new Uint8Array(1) }, 'ab'],
+  bool: () => [undefined, null, 0, 1, 'true', {}, 1n, Symbol('s'), new Boolean(true)],
+  fd: () => [...BAD.uint(), 2 ** 31],
+}
+
+test('wrong types for every argument throw TypeError rather than crash', async () => {
+  const f = tempFd()
+  try {
+    const fd = f.fd
+    const out = () => new Uint8Array(512)
+    const cases: [string, (...a: any[]) => unknown, [Kind, () => unknown][]][] = [
+      ['crc32c', addon.crc32c, [['bytes', () => b('abc')], ['optUint', () => 1]]],
+      [
+        'encodeRecord',
+        addon.encodeRecord,
+        [
+          ['bytes', out],
+          ['uint', () => 0],
+          ['uint', () => TYPE_PUT],
+          ['uint', () => 1],
+          ['uint', () => 0],
+          ['bytes', () => b('k')],
+          ['optBytes', () => b('v')],
+        ],
+      ],
+      [
+        'encodeBatch',
+        addon.encodeBatch,
+        [
+          ['bytes', out],
+          ['uint', () => 0],
+          ['bytes', () => Uint8Array.of(TYPE_PUT)],
+          ['array', () => [b('k')]],
+          ['array', () => [b('v')]],
+          ['uint', () => 1],
+          ['uint', () => 0],
+        ],
+      ],
+      [
+        'encodeCheckpoint',
+        addon.encodeCheckpoint,
+        [['bytes', out], ['uint', () => 0], ['uint', () => 1], ['uint', () => 0], ['uint', () => 0]],
+      ],
+      ['scan', addon.scan, [['bytes', out], ['uint', () => 0], ['uint', () => 0]]],
+      ['findNextRecord', addon.findNextRecord, [['bytes', out], ['uint', () => 0], ['uint', () => 0]]],
+      [
+        'writeSync',
+        addon.writeSync,
+        [['fd', () => fd], ['bytes', out], ['uint', () => 0], ['uint', () => 0], ['uint', () => 0]],
+      ],
+      [
+        'write',
+        addon.write,
+        [['fd', () => fd], ['bytes', out], ['uint', () => 0], ['uint', () => 0], ['uint', () => 0], ['bool', () => false]],
+      ],
+      ['readScanSync', addon.readScanSync, [['fd', () => fd], ['bytes', out], ['uint', () => 0]]],
+      ['readScan', addon.readScan, [['fd', () => fd], ['bytes', out], ['uint', () => 0]]],
+      ['syncSync', addon.syncSync, [['fd', () => fd]]],
+      ['sync', addon.sync, [['fd', () => fd]]],
+      ['zeroFillSync', addon.zeroFillSync, [['fd', () => fd], ['uint', () => 0], ['uint', () => 0]]],
+      ['zeroFill', addon.zeroFill, [['fd', () => fd], ['uint', () => 0], ['uint', () => 0]]],
+    ]
+    for (const [name, fn, params] of cases) {
+      // The valid template itself works (so each failure below is down to one argument).
+      const ok = fn(...params.map(([, make]) => make()))
+      if (ok instanceof Promise) await ok
+      for (let i = 0; i < params.length; i++) {
+        for (const bad of BAD[params[i][0]]()) {
+          const args = params.map(([, make]) => make())
+          args[i] = bad
+          throwsType(() => fn(...args), undefined, `${name} arg ${i} = ${describe(bad)}`)
+        }
+      }
+      // Too few arguments: the missing ones are undefined.
+      if (params.some(([k]) => k !== 'optBytes' && k !== 'optUint')) throwsType(() => fn(), undefined, `${name}()`)
+    }
+
+    // Elements of encodeBatch's arrays, and their lengths.
+    const bad: [string, unknown[], unknown[], Uint8Array][] = [
+      ['key not bytes', ['k'], [b('v')], Uint8Array.of(TYPE_PUT)],
+      ['key undefined', [undefined], [b('v')], Uint8Array.of(TYPE_PUT)],
+      ['key clamped', [new Uint8ClampedArray(1)], [b('v')], Uint8Array.of(TYPE_PUT)],
+      ['value not bytes', [b('k')], [1], Uint8Array.of(TYPE_PUT)],
+      ['value Uint16Array', [b('k')], [new Uint16Array(1)], Uint8Array.of(TYPE_PUT)],
+      ['DEL with value', [b('k')], [b('v')], Uint8Array.of(TYPE_DEL)],
+      ['bad type byte', [b('k')], [b('v')], Uint8Array.of(9)],
+      ['keys shorter', [], [b('v')], Uint8Array.of(TYPE_PUT)],
+      ['values shorter', [b('k'), b('k')], [b('v')], Uint8Array.of(TYPE_PUT, TYPE_PUT)],
+      ['types shorter', [b('k'), b('k')], [b('v'), b('v')], Uint8Array.of(TYPE_PUT)],
+      ['empty batch', [], [], new Uint8Array(0)],
+      ['sparse', new Array(3), new Array(3), new Uint8Array(3).fill(TYPE_PUT)],
+    ]
+    for (const [label, keys, values, types] of bad)
+      throwsType(() => addon.encodeBatch(out(), 0, types, keys as any, values as any, 1, 0), undefined, label)
+    const huge: unknown[] = []
+    huge.length = 2 ** 32 - 1
+    throwsType(() => addon.encodeBatch(out(), 0, new Uint8Array(4), huge as any, huge as any, 1, 0), undefined, 'huge sparse')
+    // A getter that throws propagates its own exception, not a second one.
+    const throwing: Uint8Array[] = [b('k')]
+    Object.defineProperty(throwing, 0, {
+      get() {
+        throw new RangeError('from getter')
+      },
+    })
+    assert.throws(
+      () => addon.encodeBatch(out(), 0, Uint8Array.of(TYPE_PUT), throwing, [b('v')], 1, 0),
+      (err: unknown) => err instanceof RangeError && err.message === 'from getter',
+    )
+    // Types and key of encodeRecord that are in range but not PUT/DEL.
+    throwsType(() => addon.encodeRecord(out(), 0, 3, 1, 0, b('k'), undefined), /PUT or DEL/)
+    throwsType(() => addon.encodeRecord(out(), 0, TYPE_DEL, 1, 0, b('k'), b('v')), /DEL/)
+  } finally {
+    f.close()
+  }
+})
+
+// --- Pool jobs keep their buffer ------------------------------------------------------
+
+test('write and readScan keep their buffer alive while on the pool', async () => {
+  setFlagsFromString('--expose-gc')
+  const gc = runInNewContext('gc') as () => void
+  const f = tempFd()
+  try {
+    let src: Uint8Array | undefined = new Uint8Array(4096)
+    const end = addon.encodeRecord(src, 0, TYPE_PUT, 42, 0, b('kept'), b('alive'))
+    const w = addon.write(f.fd, src, 0, end, 0, true)
+    src = undefined
+    gc()
+    await w
+    const r = addon.readScan(f.fd, new Uint8Array(4096), 0)
+    gc()
+    const [bytes, status, stop, , index] = await r
+    assert.is(bytes, end)
+    assert.is(status, SCAN_END)
+    assert.is(stop, end)
+    assert.is(index[4], 42)
+    // Not covered: detaching a buffer while its job is on the pool. N-API cannot pin an
+    // ArrayBuffer; the TypeScript layer owns these buffers and never detaches them.
+  } finally {
+    f.close()
+  }
+})
+
+test.run()
