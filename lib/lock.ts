@@ -13,8 +13,10 @@
 //    kernel refuses a second bind of the name (in this process or another, in the same
 //    network namespace) and frees it when the process dies, SIGKILL included; no file is
 //    involved. Processes with and without the addon take it alike, so they exclude each other.
-//    LOCK then only informs: it holds the holder's pid and, with the addon, is flocked too,
-//    which keeps out fastwal 0.1.0 (it flocked LOCK only) and covers network file systems.
+//    (Network namespaces each have their own names: containers sharing a volume exclude each
+//    other through the directory's flock, i.e. with the addon.) LOCK then only informs: it
+//    holds the holder's pid and, with the addon, is flocked too, which keeps out fastwal 0.1.0
+//    (it flocked LOCK only) and covers network file systems.
 //  - Without the socket (macOS, BSDs, Windows, or a Node whose libuv cannot bind abstract
 //    names, which a probe detects): LOCK itself is the claim. It appears atomically, holding
 //    the claimant's pid, by link() of a private file; a LOCK that is empty (released) or names
@@ -29,9 +31,10 @@
 // Within one process, a registry shared by every copy of the package (a Set of '<dev>:<ino>'
 // keys on globalThis under Symbol.for('fastwal.locks')) refuses a second writer before any
 // system call; the OS claims above would refuse it too, except LOCK-as-claim, which names
-// our own pid. Each LOCK names its writer: '<pid>\nfastwal start=<ms>\n', the start being
-// when its process started, so a LOCK naming this pid but left by an earlier process that had
-// the same pid (a restarted container's pid 1) is told apart from one held by another thread.
+// our own pid. A held LOCK names its writer, '<pid>\nfastwal start=<ms>\n', and is emptied
+// on release. The start is when its process started, so that a LOCK naming this pid but left
+// by an earlier process with the same pid (a restarted container's pid 1) is told apart from
+// one held by another thread of this process.
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 import { join } from 'node:path'
@@ -232,7 +235,10 @@ function claimFile(path: string, osLock: ((fd: number) => boolean) | undefined, 
       const seen = inspect(path)
       if (!seen) continue // released and removed meanwhile: link again
       if (seen.unreadable) throw new Taken('by another process')
-      if (seen.owner && ownerAlive(seen.owner)) throw new Taken(describe(seen.owner))
+      if (seen.owner && ownerAlive(seen.owner)) {
+        const other = seen.owner.pid !== process.pid ? `; if that process does not use this WAL (its pid was reused), delete ${path}` : ''
+        throw new Taken(`${describe(seen.owner)}, as ${path} says${other}`)
+      }
       // Empty (released) or left by a dead process: replace it, but only under the guard for
       // this very file, and only if it is still that file and still not held.
       if (depth >= MAX_GUARD_DEPTH) throw new Taken(`by a process that died taking over a stale lock; remove ${path}.break-* files`)
@@ -331,24 +337,32 @@ export function acquireLock(dir: string, env: LockEnvironment = {}): DirLock {
       const fd = fs.openSync(lockPath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
       undo.push(() => fs.closeSync(fd))
       if (addon) {
-        let taken: boolean
+        let taken: boolean | undefined
         try {
           taken = addon.tryLock(fd)
         } catch (err) {
-          if (!dirLocked) throw err
-          taken = true // the directory's lock and the socket hold it
+          if (!dirLocked) throw err // the socket alone would not reach other hosts or namespaces
         }
-        if (!taken) throw new Taken(holderFromFile())
-        undo.push(() => addon.unlock(fd))
+        if (taken === false) throw new Taken(holderFromFile())
+        if (taken) undo.push(() => addon.unlock(fd))
       }
       const content = lockContent()
       fs.ftruncateSync(fd, 0)
       fs.writeSync(fd, content, 0, content.length, 0)
       undo.push(() => fs.ftruncateSync(fd, 0))
     } else {
-      const fd = claimFile(lockPath, addon ? (f) => addon.tryLock(f) : undefined)
+      let fileLocked = false
+      const osLock = (f: number): boolean => {
+        try {
+          return (fileLocked = addon!.tryLock(f)) // a new file: nobody else can hold it
+        } catch (err) {
+          if (dirLocked) return true // flock refused here, but the directory's lock holds
+          throw err
+        }
+      }
+      const fd = claimFile(lockPath, addon ? osLock : undefined)
       undo.push(() => fs.closeSync(fd))
-      if (addon) undo.push(() => addon.unlock(fd))
+      if (fileLocked) undo.push(() => addon!.unlock(fd))
       undo.push(() => fs.ftruncateSync(fd, 0)) // an empty LOCK is a free one
     }
   } catch (err) {

@@ -510,7 +510,7 @@ export class WriteAheadLog {
 
   /**
    * Deletes freed segments that no unfinished reader of this handle still needs (those
-   * older than every reader's position), then syncs the directory. Each runs once.
+   * older than every reader's position). One run at a time.
    */
   private reap(): Promise<void> {
     const run = async (): Promise<void> => {
@@ -518,6 +518,8 @@ export class WriteAheadLog {
       for (const r of this.readers) min = Math.min(min, r.position())
       const now = this.doomed.filter((s) => s.firstLsn < min)
       if (now.length === 0) return
+      // Oldest first, each deletion durable before the next: a crash then leaves a log that
+      // starts later, never one with a hole in the middle.
       for (const s of now) {
         const path = join(this.dir, s.name)
         try {
@@ -525,10 +527,10 @@ export class WriteAheadLog {
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'Deleting a checkpointed segment', path, 'checkpoint')
         }
+        await syncDirAsync(this.dir, 'checkpoint')
         this.doomed.splice(this.doomed.indexOf(s), 1)
         this.prevLsnOf.delete(s.name)
       }
-      await syncDirAsync(this.dir, 'checkpoint')
     }
     // One at a time; a failure is reported to the checkpoint that waits for it.
     const p = this.reaping.then(run, run)

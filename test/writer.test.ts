@@ -1,6 +1,7 @@
 // Edge cases of the write path and the replay iterator found in review: each test fails
 // without its fix. Some patch the backend object the log uses (restored afterwards) to
 // hold a thread-pool write back or fail a sync at a chosen moment.
+import * as fs from 'node:fs'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog, WalError, type Entry } from '../lib/index.js'
@@ -145,6 +146,62 @@ for (const backend of BACKENDS) {
     assert.ok(lsns[0] <= 10, 'the segment holding LSN 10 was kept')
     again.closeSync()
   })
+  // Issue 9 item 13.
+  t('close rejects with WAL_IO when its own final sync fails, and still releases the lock', async () => {
+    const dir = tmpDir()
+    const wal = await WriteAheadLog.open(dir, { backend, sync: 'none', preallocate: false })
+    await wal.append({ type: 'put', key: 'a', value: '1' })
+    const b = impl(wal)
+    const { write } = b
+    b.write = async (fd, buf, off, len, pos, sync) => {
+      if (sync) throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'fdatasync' })
+      return write(fd, buf, off, len, pos, sync)
+    }
+    let code = 'resolved'
+    try {
+      await wal.close()
+    } catch (e) {
+      code = (e as WalError).code
+    } finally {
+      b.write = write
+    }
+    assert.is(code, 'WAL_IO')
+    const again = await WriteAheadLog.open(dir, { backend, preallocate: false }) // the lock was released
+    await again.close()
+  })
+
+  // Issue 9 item 16.
+  t('async appends that rotate 100+ times make no blocking sync, write or truncate call on the event loop', async () => {
+    const wal = await WriteAheadLog.open(tmpDir(), { backend, segmentSize: 4096 })
+    const b = impl(wal)
+    const { writeSync, syncSync } = b
+    // The module object itself (the namespace import's bindings read through to it).
+    const m = require('node:fs') as Record<string, unknown>
+    const { ftruncateSync, fsyncSync, fdatasyncSync, writeSync: fsWriteSync } = m as unknown as typeof fs
+    const calls: string[] = []
+    b.writeSync = (...a) => (calls.push('backend.writeSync'), writeSync(...a))
+    b.syncSync = (fd) => (calls.push('backend.syncSync'), syncSync(fd))
+    m.ftruncateSync = (...a: unknown[]) => (calls.push('ftruncateSync'), (ftruncateSync as (...x: unknown[]) => void)(...a))
+    m.fsyncSync = (...a: unknown[]) => (calls.push('fsyncSync'), (fsyncSync as (...x: unknown[]) => void)(...a))
+    m.fdatasyncSync = (...a: unknown[]) => (calls.push('fdatasyncSync'), (fdatasyncSync as (...x: unknown[]) => void)(...a))
+    m.writeSync = (...a: unknown[]) => (calls.push('fs.writeSync'), (fsWriteSync as (...x: unknown[]) => number)(...a))
+    try {
+      const pending: Promise<number>[] = []
+      for (let i = 0; i < 1200; i++) {
+        pending.push(wal.append({ type: 'put', key: `k${i}`, value: 'v'.repeat(300) }))
+        if (i % 8 === 7) await Promise.all(pending.splice(0))
+      }
+      await Promise.all(pending)
+      await wal.checkpoint(600)
+    } finally {
+      Object.assign(b, { writeSync, syncSync })
+      Object.assign(m, { ftruncateSync, fsyncSync, fdatasyncSync, writeSync: fsWriteSync })
+    }
+    assert.ok(segmentFiles(wal.dir).length >= 50)
+    assert.equal(calls, [])
+    await wal.close()
+  })
+
 }
 
 test.run()

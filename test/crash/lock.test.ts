@@ -1,6 +1,8 @@
 // One writer per directory: a second writable open, in this process or another, fails at
 // once with WAL_LOCKED; close or the holder's death frees the lock; readOnly opens never
-// take it and work alongside a writer.
+// take it and work alongside a writer. The lock holds with and without the native addon
+// (and between a process with it and one without), across two copies of the package in one
+// process, against simultaneous opens, and whatever happens to the LOCK file meanwhile.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -325,17 +327,20 @@ test.after(async () => {
 /** Two drivers try to take `dir` at the same instant, `rounds` times: exactly one wins. */
 async function race(a: Driver, b: Driver, rounds: number, attempt: (at: number) => Record<string, unknown>, prepare?: () => void): Promise<void> {
   let late = 0
+  let lead = 30 // ms for the command to reach both; longer after a late arrival (a loaded box)
   for (let round = 1; round <= rounds; round++) {
     prepare?.()
-    const at = Date.now() + 30
+    const at = Date.now() + lead
     const [ra, rb] = await Promise.all([a.cmd(attempt(at)), b.cmd(attempt(at))])
-    if (ra.late || rb.late) late++
+    if (ra.late || rb.late) {
+      late++
+      lead = Math.min(lead * 2, 500)
+    }
+    for (const [d, r] of [[a, ra], [b, rb]] as const) if (r.code === 'OK') assert.equal(await d.cmd({ op: 'close', id: 'race', sync: true }), { closed: true })
     const codes = [ra.code, rb.code].sort()
     assert.equal(codes, ['OK', 'WAL_LOCKED'], `round ${round}: exactly one of two simultaneous attempts wins (got ${JSON.stringify([ra, rb])})`)
-    const winner = ra.code === 'OK' ? a : b
-    assert.equal(await winner.cmd({ op: 'close', id: 'race', sync: true }), { closed: true })
   }
-  assert.ok(late <= rounds / 3, `the two started together in most rounds (${late} late)`)
+  assert.ok(late <= rounds / 2, `the two started together in most rounds (${late} of ${rounds} late)`)
 }
 
 for (const [name, x, y] of [

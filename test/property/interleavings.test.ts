@@ -115,9 +115,26 @@ const configArb = (backend: BackendName): fc.Arbitrary<Config> =>
 
 const scenarioArb = (backend: BackendName) => fc.tuple(configArb(backend), fc.array(opArb, { minLength: 1, maxLength: 40, size: 'max' }))
 
-// Minimal reproductions of findings, run first (as fast-check examples) on every run.
-// [config, ops]; see the comment on each.
-const REGRESSIONS: [Config, Op[]][] = []
+// Minimal reproductions of findings, run first (as fast-check examples) on both backends.
+const tiny = { sync: 'always', syncIntervalMs: 1, preallocate: false, segmentSize: 4096 } as const
+const fill = (mode: Mode, n = 100): Op => ({ t: 'fill', mode, n, size: 0, seed: 1 }) // 100 small records: 2 segments of 4 KiB
+const FINDINGS: [Omit<Config, 'backend'>, Op[]][] = [
+  // 1. A checkpoint past a partially consumed iterator deleted segments it still had to
+  //    read: the iterator silently skipped LSNs 94..188.
+  [tiny, [fill('sync', 200), { t: 'mid', kind: 'entries', from: 'zero', take: 1, at: 1, appends: 0, end: 'continue' }]],
+  // 2. replaySync while un-awaited appends that crossed a rotation are on the thread pool:
+  //    WAL_CORRUPT "Segment continues after LSN 93 but the segment before it ends at LSN 0".
+  [tiny, [fill('async'), { t: 'replay', kind: 'sync', from: 'zero' }]],
+  // 3. replay({ from: 0 }) right after `for await (e of replay()) await checkpoint(e.lsn)`:
+  //    WAL_GONE "segment ... which replay still had to read, was deleted".
+  [tiny, [fill('sync'), { t: 'consume', kind: 'entries' }, { t: 'replay', kind: 'entries', from: 'zero' }]],
+  // 4. The same consumer loop on 8 KiB segments: WAL_CORRUPT "Zeroed bytes before later data".
+  [{ ...tiny, segmentSize: 8192 }, [fill('sync'), { t: 'consume', kind: 'entries' }]],
+  // 5. An abandoned iterator keeps checkpointed segments: firstLsn says 94, yet
+  //    replay({ from: 0 }) starts at 1 (and replay({ from: 1 }) is WAL_GONE).
+  [tiny, [fill('sync', 150), { t: 'mid', kind: 'entries', from: 'zero', take: 1, at: 1, appends: 0, end: 'abandon' }, { t: 'replay', kind: 'entries', from: 'zero' }]],
+]
+const REGRESSIONS: [Config, Op[]][] = FINDINGS.flatMap(([c, ops]) => BACKENDS.map((backend): [Config, Op[]] => [{ backend, ...c }, ops]))
 
 const totals = { runs: 0, ops: 0, appended: 0, checkpoints: 0, replays: 0, reopens: 0 }
 
@@ -176,6 +193,7 @@ if (REPRO) {
   // (same seed and path) and shrunk, so a frequent known finding does not eat the time.
   test(`random interleavings for ${SECONDS}s with fresh seeds (${backends.join(', ')})`, async () => {
     const findings = new Map<string, { backend: BackendName; seeds: number[]; text: string }>()
+    const aliases = new Map<string, string>() // unshrunk signature -> shrunk one
     const perBackend = (SECONDS * 1000) / backends.length
     for (const backend of backends) {
       const deadline = Date.now() + perBackend
@@ -191,17 +209,26 @@ if (REPRO) {
         let note = ''
         if (details.failed) {
           const sig = `${backend}: ${signature(details.errorInstance)}`
-          const known = findings.get(sig)
+          const known = findings.get(aliases.get(sig) ?? sig)
           if (known) {
             known.seeds.push(seed)
             note = ` — FAILED again: ${sig}`
           } else {
             const shrunk = NO_SHRINK ? details : await fc.check(property(backend), { ...base, path: details.counterexamplePath ?? undefined, numRuns: 1 })
-            const text = report(shrunk.failed ? shrunk : details)
-            findings.set(sig, { backend, seeds: [seed], text })
-            console.log(`\n[${backend}] NEW FINDING with seed ${seed}:\n${text}\n`)
+            const final = shrunk.failed ? shrunk : details
+            const finalSig = `${backend}: ${signature(final.errorInstance)}`
+            aliases.set(sig, finalSig)
+            const same = findings.get(finalSig)
+            if (same) {
+              same.seeds.push(seed)
+              note = ` — FAILED, shrinks to a known finding: ${finalSig}`
+            } else {
+              const text = report(final)
+              findings.set(finalSig, { backend, seeds: [seed], text })
+              console.log(`\n[${backend}] NEW FINDING with seed ${seed}:\n${text}\n`)
+              note = ` — FAILED (new): ${finalSig}`
+            }
             totalsLine()
-            note = ` — FAILED (new): ${sig}`
           }
         }
         console.log(`[${backend}] seed ${seed}: ${ran}${note} (total ${runs} runs, ${findings.size} distinct findings, ${Math.max(0, Math.round((deadline - Date.now()) / 1000))}s left)`)
