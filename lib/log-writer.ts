@@ -452,6 +452,8 @@ export class LogWriter {
         if (inflight.truncateTo >= 0) fs.ftruncateSync(fd, inflight.truncateTo)
         this.backend.writeSync(fd, inflight.buf, 0, inflight.len, inflight.position)
         if (inflight.sync) this.backend.syncSync(fd)
+        // Written now: a reader may read up to here (the pool job only repeats it).
+        inflight.seg.written = Math.max(inflight.seg.written, inflight.position + inflight.len)
         seg = inflight.seg
       }
       while (this.queue.length > 0 || this.stageBusy()) {

@@ -451,12 +451,15 @@ export class WriteAheadLog {
     return { from, signal }
   }
 
-  /** Lowest LSN replay can still yield: the first retained segment continues after its header's prevLsn. */
+  /**
+   * Lowest LSN replay can still yield: the first retained segment continues after its
+   * header's prevLsn. Segments a checkpoint freed count while a reader keeps them.
+   */
   get firstLsn(): number {
-    const segs = this.writer ? this.writer.segments : (this.view?.segments ?? [])
+    const w = this.writer
+    const first = w ? (this.doomed[0] ?? w.segments[0]) : this.view?.segments[0]
     const last = this.lastLsn
-    if (segs.length === 0) return last + 1
-    const first = segs[0]
+    if (!first) return last + 1
     let prev = this.prevLsnOf.get(first.name)
     if (prev === undefined) {
       prev = readPrevLsn(this.dir, first, this.impl) ?? first.firstLsn - 1
@@ -516,20 +519,22 @@ export class WriteAheadLog {
     const run = async (): Promise<void> => {
       let min = Infinity
       for (const r of this.readers) min = Math.min(min, r.position())
-      const now = this.doomed.filter((s) => s.firstLsn < min)
-      if (now.length === 0) return
+      // Taken out of view in the same tick as the positions were read: a reader that
+      // starts later never lists a segment about to be deleted.
+      let k = 0
+      while (k < this.doomed.length && this.doomed[k].firstLsn < min) k++
+      const now = this.doomed.splice(0, k)
       // Oldest first, each deletion durable before the next: a crash then leaves a log that
       // starts later, never one with a hole in the middle.
       for (const s of now) {
         const path = join(this.dir, s.name)
+        this.prevLsnOf.delete(s.name)
         try {
           await fsCall<void>((cb) => fs.unlink(path, cb))
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'Deleting a checkpointed segment', path, 'checkpoint')
         }
         await syncDirAsync(this.dir, 'checkpoint')
-        this.doomed.splice(this.doomed.indexOf(s), 1)
-        this.prevLsnOf.delete(s.name)
       }
     }
     // One at a time; a failure is reported to the checkpoint that waits for it.
