@@ -388,10 +388,14 @@ function firstNonZero(b: Uint8Array): number {
 
 const ZEROS = Buffer.alloc(64 * 1024)
 
-function* replaySync<T extends Entry | Batch>(src: ReplaySource, from: number, asBatches: boolean): Generator<T> {
+function replaySync<T extends Entry | Batch>(src: ReplaySource, from: number, asBatches: boolean): Generator<T> {
   const reader = new ReplayReader(src, from, asBatches)
-  const untrack = src.track({ position: () => reader.position(), abort: (err) => reader.close(err) })
-  reader.advanced = untrack
+  // Registered now, not at the first next(): a checkpoint made before it keeps what it needs.
+  reader.advanced = src.track({ position: () => reader.position(), abort: (err) => reader.close(err) })
+  return readAllSync<T>(src, reader)
+}
+
+function* readAllSync<T extends Entry | Batch>(src: ReplaySource, reader: ReplayReader): Generator<T> {
   const out: (Entry | Batch)[] = []
   try {
     for (let req = reader.next(); req; req = reader.next()) {

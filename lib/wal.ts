@@ -508,7 +508,8 @@ export class WriteAheadLog {
     while (segs.length - freed > 1 && segs[freed + 1].firstLsn - 1 <= lsn) freed++
     // Out of the writer's list before the first await, so a concurrent checkpoint sees the rest.
     this.doomed.push(...segs.splice(0, freed))
-    if (this.doomed.length > 0) await this.reap()
+    await this.reap() // after any deletion already under way
+
   }
 
   /**

@@ -4,7 +4,7 @@
 // ./model.ts: every acknowledged entry above the checkpoint replays once, in order, whole
 // batches; LSNs are never reused; lastLsn / durableLsn / checkpointLsn / firstLsn agree.
 //
-//   CI (default): FASTWAL_PROPERTY_RUNS runs per backend (default 30), a fresh seed each time.
+//   CI (default): FASTWAL_PROPERTY_RUNS runs per backend (default 50, ~15-25 s each), a fresh seed each time.
 //   Long:         FASTWAL_PROPERTY_SECONDS=600 npx uvu -r tsx/cjs test/property 'interleavings\.test\.ts$'
 //                 fresh seeds until the wall time is spent (split between the backends),
 //                 every finding printed (seed, path, shrunk op list) and counted.
@@ -18,7 +18,7 @@ import { runScenario, type Config, type From, type Kind, type Mode, type Op } fr
 
 const env = process.env
 const SECONDS = Number(env.FASTWAL_PROPERTY_SECONDS ?? 0)
-const RUNS = Number(env.FASTWAL_PROPERTY_RUNS ?? 30)
+const RUNS = Number(env.FASTWAL_PROPERTY_RUNS ?? 50)
 const SEED = env.FASTWAL_PROPERTY_SEED !== undefined ? Number(env.FASTWAL_PROPERTY_SEED) : undefined
 const PATH = env.FASTWAL_PROPERTY_PATH
 const NO_SHRINK = env.FASTWAL_PROPERTY_NO_SHRINK === '1'

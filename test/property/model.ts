@@ -606,6 +606,7 @@ class Runner {
     this.result.reopens++
     const w = this.wal
     this.trace(`  reopened (${w.backend}, ${this.cfg.sync}): lastLsn ${w.lastLsn} checkpointLsn ${w.checkpointLsn}${this.firstLsn !== undefined ? ` firstLsn ${this.firstLsn}` : ''}`)
+    if (w.backend !== this.cfg.backend) this.fail(`opened with backend '${this.cfg.backend}', got wal.backend '${w.backend}'`)
     const rec = w.recovery
     if (rec.truncatedBytes !== 0 || rec.droppedEntries !== 0 || rec.droppedBatches !== 0)
       this.fail(`reopen after a clean close repaired something: ${JSON.stringify(rec)}`)
