@@ -217,6 +217,9 @@ export class ReplayReader {
         if (this.src.limitFor(this.seg!.name) >= 0) this.closeSegment()
         continue
       }
+      // A finished segment is read to its end. It may have grown since it was opened (the
+      // writer was still appending then), so its size is taken again at the old end.
+      if (limit < 0 && this.pos + RECORD_HEADER_SIZE > this.size) this.size = this.fileSize()
       const avail = limit >= 0 ? limit - this.pos : Math.max(this.size - this.pos, 1)
       const want = Math.max(this.need, Math.min(CHUNK_SIZE, avail))
       if (want <= 0) {
@@ -258,6 +261,11 @@ export class ReplayReader {
         this.need = chunk.need
         break
       case SCAN_ZERO:
+        if (!atEof && chunk.bytes - chunk.stop < RECORD_HEADER_SIZE) {
+          // Zero bytes too few to be a record header, and the file goes on: undecided, read more.
+          this.need = RECORD_HEADER_SIZE
+          break
+        }
         if (limit >= 0 && this.pos < limit) throw corrupt(this.src, name, this.pos, 'Zeroed bytes inside written data')
         if (limit < 0) {
           const rest = req.buf.subarray(chunk.stop, chunk.bytes)
@@ -365,6 +373,14 @@ export class ReplayReader {
     this.need = 0
     this.zeroCheck = false
     return true
+  }
+
+  private fileSize(): number {
+    try {
+      return fs.fstatSync(this.fd).size
+    } catch (err) {
+      throw readError(err, 'Measuring a segment for replay', join(this.src.dir, this.seg!.name))
+    }
   }
 
   private closeSegment(): void {

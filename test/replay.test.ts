@@ -139,6 +139,21 @@ for (const backend of BACKENDS) {
     await re.close()
   })
 
+  // Found by the property test (also on the code before issue 9).
+  t('a segment that grows after replay opened it is read to its new end, not taken for a zero tail', async () => {
+    const dir = tmpDir()
+    const wal = await WriteAheadLog.open(dir, { ...opts, segmentSize: 8192 })
+    for (let i = 0; i < 100; i++) wal.appendSync({ type: 'put', key: `u${i}:key`, value: 'x'.repeat((i % 7) * 5) })
+    let n = 0
+    for await (const e of wal.replay()) {
+      await wal.checkpoint(e.lsn) // CHECKPOINT records fill the segment being read
+      n++
+    }
+    assert.is(n, 100)
+    assert.is((await collect(wal.replay({ from: 0 }))).length, 0)
+    await wal.close()
+  })
+
   // Issue 9 item 12.
   t('close releases the files of iterators abandoned without return()', async () => {
     const dir = writeSegments(backend, 40)
