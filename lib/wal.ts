@@ -432,7 +432,8 @@ export class WriteAheadLog {
         this.readers.add(reader)
         return () => {
           if (reader.position() === Infinity) this.readers.delete(reader)
-          if (this.doomed.length > 0) void this.reap()
+          // A closed handle touches nothing more; close() itself deletes what readers held.
+          if (this.doomed.length > 0 && !this.closedFlag) this.reap().catch((err) => process.emitWarning(`fastwal: ${(err as Error).message}`, { code: 'FASTWAL_CHECKPOINT_DELETE' }))
         }
       },
     }
@@ -569,7 +570,10 @@ export class WriteAheadLog {
         // After a failure a pool write may still be pending: let it land before another
         // writer can take the lock and repair the tail under it.
         if (w) await new Promise<void>((resolve) => w.whenIdle(resolve))
-        await this.reaping
+        this.closeReaders()
+        // Segments that readers kept from a checkpoint are deleted now, under the lock. A
+        // failure leaves them for a later checkpoint; it is not close()'s own write or sync.
+        if (w) await this.reap().catch(() => undefined)
       } finally {
         this.closeReaders()
         w?.shutdown()

@@ -170,6 +170,24 @@ for (const backend of BACKENDS) {
     throws(() => sync[0].next(), 'WAL_CLOSED')
   })
 
+  // Found by the property test.
+  t('segments an abandoned iterator kept from a checkpoint are deleted by close, not after it', async () => {
+    const dir = writeSegments(backend, 100)
+    const wal = await WriteAheadLog.open(dir, opts)
+    const it = wal.replay()
+    await it.next()
+    await wal.checkpoint(100)
+    assert.ok(segmentFiles(dir).length > 1)
+    await wal.close()
+    assert.is(segmentFiles(dir).length, 1, 'deleted under the lock, before close resolved')
+    const re = await WriteAheadLog.open(dir, opts)
+    await new Promise((r) => setTimeout(r, 50)) // nothing of the closed handle runs now
+    const retained = await collect(re.replay({ from: 0 }))
+    assert.is(retained[0].lsn, re.firstLsn)
+    assert.is(retained[retained.length - 1].lsn, 100)
+    await re.close()
+  })
+
   // Issue 9 item 17.
   t('read errors during replay are WalErrors; a foreign file named like a segment says what it is', async () => {
     const dir = writeSegments(backend, 40)
