@@ -270,6 +270,10 @@ export class WriteAheadLog {
   /** Segments a checkpoint freed that a reader still needs: deleted once it passes them. */
   private readonly doomed: SegmentRef[] = []
   private reaping: Promise<void> = Promise.resolve()
+  /** Taken out of view by reap, deletion under way (oldest first). */
+  private readonly deleting: SegmentRef[] = []
+  /** close() is deleting what readers held back: reap goes on after closedFlag. */
+  private finalReap = false
   private readonly prevLsnOf = new Map<string, number>()
 
   private constructor(dir: string, o: Opened) {
@@ -525,10 +529,12 @@ export class WriteAheadLog {
       // starts later never lists a segment about to be deleted.
       let k = 0
       while (k < this.doomed.length && this.doomed[k].firstLsn < min) k++
-      const now = this.doomed.splice(0, k)
+      this.deleting.push(...this.doomed.splice(0, k))
       // Oldest first, each deletion durable before the next: a crash then leaves a log that
       // starts later, never one with a hole in the middle.
-      for (const s of now) {
+      while (this.deleting.length > 0) {
+        if (this.closedFlag && !this.finalReap) return // closeSync deleted them itself
+        const s = this.deleting[0]
         const path = join(this.dir, s.name)
         this.prevLsnOf.delete(s.name)
         try {
@@ -537,6 +543,7 @@ export class WriteAheadLog {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'Deleting a checkpointed segment', path, 'checkpoint')
         }
         await syncDirAsync(this.dir, 'checkpoint')
+        if (this.deleting[0] === s) this.deleting.shift()
       }
     }
     // One at a time; a failure is reported to the checkpoint that waits for it.
@@ -573,6 +580,7 @@ export class WriteAheadLog {
         this.closeReaders()
         // Segments that readers kept from a checkpoint are deleted now, under the lock. A
         // failure leaves them for a later checkpoint; it is not close()'s own write or sync.
+        this.finalReap = true
         if (w) await this.reap().catch(() => undefined)
       } finally {
         this.closeReaders()
@@ -599,6 +607,7 @@ export class WriteAheadLog {
       }
     } finally {
       this.closeReaders()
+      if (w) this.reapSync()
       w?.shutdown()
       const lock = this.lock
       // Without a failure, drainSync rewrote any in-flight bytes; with one, the lock waits
@@ -609,6 +618,26 @@ export class WriteAheadLog {
     this.closing = failure === undefined ? Promise.resolve() : Promise.reject(failure)
     this.closing.catch(() => undefined)
     if (failure !== undefined) throw failure
+  }
+
+  /**
+   * closeSync's reap: deletes, on this thread, every freed segment (readers are closed, so
+   * none is needed), including one whose deletion is under way on the thread pool; the
+   * pool's run stops at its next step and finds the file gone. Failures leave the files
+   * for a later checkpoint.
+   */
+  private reapSync(): void {
+    const rest = [...this.deleting, ...this.doomed]
+    this.deleting.length = 0
+    this.doomed.length = 0
+    for (const s of rest) {
+      try {
+        fs.rmSync(join(this.dir, s.name), { force: true })
+        syncDir(this.dir, 'checkpoint')
+      } catch {
+        return
+      }
+    }
   }
 
   [Symbol.asyncDispose](): Promise<void> {
