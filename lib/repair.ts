@@ -17,7 +17,7 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
-import { IX_STRIDE, IX_LSN, SEGMENT_HEADER_SIZE, decodeSegmentHeader } from './format.js'
+import { FLAG_BATCH, IX_LSN, IX_POS, IX_STRIDE, IX_TYPE, SEGMENT_HEADER_SIZE, TYPE_BEGIN, TYPE_DEL, TYPE_PUT, decodeSegmentHeader } from './format.js'
 import { TailState } from './recovery.js'
 import { createSegment, syncDir, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
 
@@ -30,6 +30,10 @@ export interface Remnants {
   size: number
   /** Segments between the predecessor and the last one: left by an interrupted repair. */
   orphans: SegmentRef[]
+  /** What removing them drops, for wal.recovery. */
+  droppedBytes: number
+  droppedEntries: number
+  droppedBatches: number
 }
 
 /**
@@ -37,19 +41,30 @@ export interface Remnants {
  * segments an interrupted repair left behind. `prevLsn` is the last segment's header field.
  */
 export function findRemnants(dir: string, segments: readonly SegmentRef[], prevLsn: number, backend: Backend): Remnants {
+  const last = segments[segments.length - 1]
+  const outOfPlace = (why: string) =>
+    new WalError(
+      'WAL_CORRUPT',
+      `Segment ${last.name} of ${dir} holds no record and continues after LSN ${prevLsn}, but ${why}: it is not the new segment of an interrupted repair but out of place. Nothing was changed. Move it out of the directory if it does not belong to this log, or restore the log from a replica or backup.`,
+      { segment: last.name, offset: 0 },
+    )
   const older = segments.slice(0, -1)
   let p = older.length - 1
   while (p >= 0 && older[p].firstLsn > prevLsn + 1) p--
   const orphans = older.slice(p + 1)
-  if (p < 0) return { cut: 0, size: 0, orphans }
-  const predecessor = older[p]
-  const path = join(dir, predecessor.name)
-  let buf: Buffer
-  try {
-    buf = fs.readFileSync(path)
-  } catch (err) {
-    throw ioError(err, 'Reading the segment before the last one', path, 'open')
+  const counts = { droppedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
+  // A remnant is a segment the repair dropped: it continues at or after the kept end (or
+  // its header never became whole). An older segment that continues before it is not.
+  for (const o of orphans) {
+    const buf = readWhole(dir, o.name)
+    const h = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
+    if (typeof h !== 'string' && h.prevLsn < prevLsn) throw outOfPlace(`segment ${o.name}, which would be removed with it, continues after LSN ${h.prevLsn}, before that`)
+    counts.droppedBytes += buf.length
+    if (typeof h !== 'string' && buf.length > SEGMENT_HEADER_SIZE) countUnits(backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length).index, 0, counts)
   }
+  if (p < 0) return { cut: 0, size: 0, orphans, ...counts }
+  const predecessor = older[p]
+  const buf = readWhole(dir, predecessor.name)
   const header = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
   if (typeof header === 'string')
     throw new WalError('WAL_CORRUPT', `Bad segment header (${header}) in segment ${predecessor.name} of ${dir} at byte offset 0. Restore the file from a replica or backup.`, { segment: predecessor.name, offset: 0 })
@@ -70,13 +85,45 @@ export function findRemnants(dir: string, segments: readonly SegmentRef[], prevL
     cut = st.batchStart
     kept = st.lsnBeforeBatch
   }
-  if (kept !== prevLsn)
-    throw new WalError(
-      'WAL_CORRUPT',
-      `Segment ${segments[segments.length - 1].name} of ${dir} continues after LSN ${prevLsn}, but the segment before it, ${predecessor.name}, ends at LSN ${kept}: a segment is missing or out of place. Restore the missing segment from a replica or backup.`,
-      { segment: segments[segments.length - 1].name, offset: 0 },
-    )
-  return { predecessor, cut, size: buf.length, orphans }
+  if (kept !== prevLsn) throw outOfPlace(`the segment before it, ${predecessor.name}, ends at LSN ${kept}`)
+  // What follows the cut must be what a repair removes: damage, or a batch that never
+  // got its COMMIT. A whole record in order there was kept by every repair.
+  if (st.violation < 0) {
+    for (let i = 0; i < scan.index.length; i += IX_STRIDE) {
+      if (scan.index[i + IX_POS] < cut) continue
+      const type = scan.index[i + IX_TYPE] & 0xff
+      const member = (scan.index[i + IX_TYPE] >> 8) & FLAG_BATCH
+      if (type !== TYPE_BEGIN && !member) throw outOfPlace(`${predecessor.name} holds whole records after LSN ${prevLsn} (from byte offset ${cut})`)
+    }
+  }
+  if (buf.length > cut) {
+    counts.droppedBytes += lastNonZeroEnd(buf, cut) - cut
+    countUnits(scan.index, cut, counts)
+  }
+  return { predecessor, cut, size: buf.length, orphans, ...counts }
+}
+
+function readWhole(dir: string, name: string): Buffer {
+  const path = join(dir, name)
+  try {
+    return fs.readFileSync(path)
+  } catch (err) {
+    throw ioError(err, 'Reading a segment to finish an interrupted repair', path, 'open')
+  }
+}
+
+function countUnits(index: Float64Array, from: number, c: { droppedEntries: number; droppedBatches: number }): void {
+  for (let i = 0; i < index.length; i += IX_STRIDE) {
+    if (index[i + IX_POS] < from) continue
+    const type = index[i + IX_TYPE] & 0xff
+    if (type === TYPE_PUT || type === TYPE_DEL) c.droppedEntries++
+    else if (type === TYPE_BEGIN) c.droppedBatches++
+  }
+}
+
+function lastNonZeroEnd(buf: Uint8Array, from: number): number {
+  for (let i = buf.length - 1; i >= from; i--) if (buf[i] !== 0) return i + 1
+  return from
 }
 
 /** Whether findRemnants found anything to change. */

@@ -196,7 +196,15 @@ function planOpen(dir: string, segments: SegmentRef[], backend: Backend, opts: R
   let plan = planRecovery(dir, segments, backend, opts.recovery, fast)
   const remnants = remnantsOf(dir, segments, plan, backend)
   if (!remnants || opts.readOnly) return { plan, remnants, segs: segments }
+  const last = segments[segments.length - 1]
+  if (opts.recovery === 'strict')
+    throw new WalError(
+      'WAL_CORRUPT',
+      `A repair of the log in ${dir} was interrupted (segment ${last.name} continues after LSN ${plan.prevLsn}; ${remnants.orphans.length} segment(s) and ${remnants.size - remnants.cut} byte(s) of ${remnants.predecessor?.name ?? 'none'} are left to remove). Nothing was changed. Open with recovery: "tolerate-tail" or "point-in-time" to finish it.`,
+      { segment: last.name, offset: 0 },
+    )
   removeRemnants(dir, backend, remnants)
+  plan = { ...plan, report: { ...plan.report, truncatedBytes: plan.report.truncatedBytes + remnants.droppedBytes, droppedEntries: plan.report.droppedEntries + remnants.droppedEntries, droppedBatches: plan.report.droppedBatches + remnants.droppedBatches } }
   const gone = new Set(remnants.orphans)
   const segs = segments.filter((s) => !gone.has(s))
   if (opts.recovery === 'point-in-time') plan = planPointInTime(dir, segs, backend, plan) ?? plan
@@ -507,6 +515,9 @@ export class WriteAheadLog {
     w.stageCheckpoint(lsn)
     await w.syncAll()
     this.cpLsn = Math.max(this.cpLsn, lsn)
+    // Closed meanwhile (closeSync made the record durable): a closed handle deletes
+    // nothing; a later checkpoint frees these segments again.
+    if (this.closedFlag) return
     // Segment i holds only LSNs below segment i+1's name: it is freed when that name - 1 <= lsn.
     const segs = w.segments
     let freed = 0

@@ -188,6 +188,25 @@ for (const backend of BACKENDS) {
     await re.close()
   })
 
+  // Found in review: a checkpoint in flight when closeSync() runs must not delete anything after.
+  t('a checkpoint that resolves after closeSync deletes nothing of the next log in the directory', async () => {
+    const dir = tmpDir()
+    const o = { ...opts, sync: 'none' } as const
+    const wal = WriteAheadLog.openSync(dir, o)
+    for (let i = 0; i < 300; i++) wal.appendSync({ type: 'put', key: `k${i}`, value: 'v'.repeat(300) })
+    const cp = wal.checkpoint(wal.lastLsn)
+    wal.closeSync()
+    fs.rmSync(dir, { recursive: true })
+    const next = WriteAheadLog.openSync(dir, o)
+    for (let i = 0; i < 300; i++) next.appendSync({ type: 'put', key: `n${i}`, value: 'w'.repeat(300) })
+    next.closeSync()
+    await cp
+    await new Promise((r) => setTimeout(r, 50))
+    const re = await WriteAheadLog.open(dir, o)
+    assert.is((await collect(re.replay({ from: 0 }))).length, 300)
+    await re.close()
+  })
+
   // Issue 9 item 17.
   t('read errors during replay are WalErrors; a foreign file named like a segment says what it is', async () => {
     const dir = writeSegments(backend, 40)
