@@ -17,7 +17,7 @@ const pkg = resolve(process.argv[2] ?? join(fileURLToPath(import.meta.url), '..'
 const backend = process.argv[3] ?? 'native'
 const { WriteAheadLog } = createRequire(import.meta.url)(join(pkg, 'dist', 'cjs', 'index.js'))
 
-const SEGMENT = 64 * 1024
+const SEGMENT = Number(process.env.SEGMENT ?? 64 * 1024)
 const VALUE = Buffer.alloc(1000, 7)
 const TOTAL = 20_000 // about 300 rotations
 const dir = fs.mkdtempSync(join(os.tmpdir(), 'fastwal-loop-delay-'))
