@@ -8,6 +8,7 @@ import { crc32cJs } from '../lib/crc32c.js'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog, WalError } from '../lib/index.js'
 import { BACKENDS, backendImpl, segmentFiles, tmpDir } from './helpers/util.js'
+import { jsBackend } from '../lib/js-backend.js'
 
 function snapshot(dir: string): Map<string, Buffer> {
   return new Map(fs.readdirSync(dir).filter((n) => n !== 'LOCK').map((n) => [n, fs.readFileSync(join(dir, n))]))
@@ -243,5 +244,36 @@ for (const backend of BACKENDS) {
     again.closeSync()
   })
 }
+
+
+// Issue 9 item 12: a failed open (or a failed segment creation) releases every fd it opened.
+test('a failed open and a failed segment creation leak no file descriptor', () => {
+  const fdCount = () => fs.readdirSync('/proc/self/fd').length
+  const dir = writeLog('js', { preallocate: false }, 20, 'v')
+  const sync = jsBackend.syncSync
+  const before = fdCount()
+  ;(jsBackend as { syncSync: (fd: number) => void }).syncSync = () => {
+    throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'fdatasync' })
+  }
+  try {
+    openFails(() => WriteAheadLog.openSync(dir, { backend: 'js', preallocate: false }), 'WAL_IO')
+    openFails(() => WriteAheadLog.openSync(tmpDir(), { backend: 'js', preallocate: false }), 'WAL_IO')
+  } finally {
+    ;(jsBackend as { syncSync: (fd: number) => void }).syncSync = sync
+  }
+  assert.is(fdCount(), before)
+  // The directory sync after a new segment's rename fails.
+  const m = require('node:fs') as { fsyncSync: (fd: number) => void }
+  const fsync = m.fsyncSync
+  m.fsyncSync = () => {
+    throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'fsync' })
+  }
+  try {
+    openFails(() => WriteAheadLog.openSync(tmpDir(), { backend: 'js', preallocate: false }), 'WAL_IO')
+  } finally {
+    m.fsyncSync = fsync
+  }
+  assert.is(fdCount(), before)
+})
 
 test.run()
