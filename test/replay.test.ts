@@ -207,7 +207,7 @@ for (const backend of BACKENDS) {
     await re.close()
   })
 
-  // Issue 9 item 17.
+  // Issue 9 items 17 and 18.
   t('read errors during replay are WalErrors; a foreign file named like a segment says what it is', async () => {
     const dir = writeSegments(backend, 40)
     const segs = segmentFiles(dir)
@@ -218,6 +218,9 @@ for (const backend of BACKENDS) {
     fs.mkdirSync(join(dir, mid))
     const err = await rejects(collect(wal.replay({ from: 0 })), 'WAL_IO')
     assert.match(err.message, /replay/)
+    // Item 18: the hint fits a read (the log goes on), not a failed write.
+    assert.not.match(err.message, /refuses further appends/)
+    assert.match(err.message, /log was not changed/)
     fs.rmdirSync(join(dir, mid))
     fs.writeFileSync(join(dir, mid), 'hello, this is not a segment but it is long enough to hold a header')
     const foreign = await rejects(collect(wal.replay({ from: 0 })), 'WAL_CORRUPT')
