@@ -1,5 +1,6 @@
 // Pure-TypeScript record encoder and chunk scanner: the same rules as native/codec.cc,
 // byte for byte (test/codec.test.ts holds the two to that).
+import { byteLength } from './bytes.js'
 import { crc32cRange } from './crc32c.js'
 import {
   FLAG_BATCH,
@@ -45,11 +46,13 @@ function sealCrc(out: Uint8Array, p: number, end: number): void {
 }
 
 function encodeOp(out: Uint8Array, p: number, type: number, flags: number, lsn: number, mark: number, key: Uint8Array, value: Uint8Array | undefined): number {
-  const vlen = value ? value.length : 0
-  writeHeader(out, p, key.length + vlen, type, flags, key.length, lsn, mark)
+  // The engine's lengths, the ones out.set copies (lib/bytes.ts).
+  const klen = byteLength(key)
+  const vlen = value ? byteLength(value) : 0
+  writeHeader(out, p, klen + vlen, type, flags, klen, lsn, mark)
   out.set(key, p + H)
-  if (vlen) out.set(value!, p + H + key.length)
-  const end = p + H + key.length + vlen
+  if (vlen) out.set(value!, p + H + klen)
+  const end = p + H + klen + vlen
   sealCrc(out, p, end)
   return end
 }

@@ -123,7 +123,7 @@ export class LogWriter {
 
   /** Stages one standalone record; returns its LSN. */
   stageOne(op: EncodedOp): number {
-    const size = RECORD_HEADER_SIZE + op.key.length + (op.value ? op.value.length : 0)
+    const size = RECORD_HEADER_SIZE + op.size
     const job = this.reserve(size)
     const lsn = this.lastLsn + 1
     const start = job.len

@@ -1,5 +1,6 @@
 // Public option and operation types, and their validation. Everything a caller passes is
 // checked here, before any byte is encoded or any file is touched.
+import { byteLength, isDetached, isUint8Array } from './bytes.js'
 import { WalError } from './errors.js'
 import { MAX_PAYLOAD, TYPE_DEL, TYPE_PUT } from './format.js'
 
@@ -86,62 +87,24 @@ export interface EncodedOp {
   type: number // TYPE_PUT or TYPE_DEL
   key: Uint8Array
   value: Uint8Array | undefined
-}
-
-// The built-in getters of typed arrays and buffers. Called directly (not through the
-// object's own properties) they read the engine's internal slots, so a subclass or an
-// own property that lies about `length`, or a Proxy, cannot make the bytes that are
-// measured differ from the bytes that are encoded. Calling them runs no user code.
-const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object
-function getter(proto: object, name: PropertyKey): ((this: unknown) => unknown) | undefined {
-  return Object.getOwnPropertyDescriptor(proto, name)?.get as ((this: unknown) => unknown) | undefined
-}
-const taTag = getter(TypedArrayPrototype, Symbol.toStringTag)!
-const taLength = getter(TypedArrayPrototype, 'length')!
-const taBuffer = getter(TypedArrayPrototype, 'buffer')!
-const taOffset = getter(TypedArrayPrototype, 'byteOffset')!
-const abResizable = getter(ArrayBuffer.prototype, 'resizable')
-const abDetached = getter(ArrayBuffer.prototype, 'detached')
-const sabGrowable = typeof SharedArrayBuffer === 'function' ? getter(SharedArrayBuffer.prototype, 'growable') : undefined
-const isSharedBuffer = (b: object): b is SharedArrayBuffer => typeof SharedArrayBuffer === 'function' && Object.prototype.toString.call(b) === '[object SharedArrayBuffer]'
-
-function call<T>(fn: (this: unknown) => unknown, self: unknown): T {
-  return Reflect.apply(fn, self, []) as T
-}
-
-function isDetached(buf: ArrayBuffer): boolean {
-  if (abDetached) return call<boolean>(abDetached, buf)
-  try {
-    new Uint8Array(buf, 0, 0)
-    return false
-  } catch {
-    return true
-  }
+  /** Bytes of key + value, measured once (the engine's lengths). */
+  size: number
 }
 
 /**
- * The bytes of one key or value, taken once: a plain Uint8Array whose length cannot
- * change before it is encoded. Strings become UTF-8. A view whose buffer can be resized
- * or grown (by this thread or a worker) is copied; any other view is re-made from its
- * internal buffer, offset and length when it is not a plain Buffer or Uint8Array.
+ * The bytes of one key or value. Strings become UTF-8. A Uint8Array is used as it is:
+ * every length downstream is the engine's (lib/bytes.ts), and nothing but this thread can
+ * resize it before it is encoded, in this same call (the writer refuses a record whose
+ * encoded size differs from the measured one, should a worker grow a shared buffer).
  */
 function bytes(v: unknown, what: string): Uint8Array {
   if (typeof v === 'string') return Buffer.from(v, 'utf8')
-  if (v === null || typeof v !== 'object' || call<string | undefined>(taTag, v) !== 'Uint8Array') {
-    const got = v === null ? 'null' : typeof v === 'object' ? (ArrayBuffer.isView(v) ? call<string | undefined>(taTag, v) ?? 'DataView' : 'an object that is not a Uint8Array') : typeof v
+  if (!isUint8Array(v)) {
+    const got = v === null ? 'null' : typeof v !== 'object' ? typeof v : ArrayBuffer.isView(v) ? v.constructor?.name ?? 'a typed array' : 'an object that is not a Uint8Array'
     throw invalid(`${what} must be a string or a Uint8Array (Buffer); got ${got}.`)
   }
-  const len = call<number>(taLength, v)
-  const buffer = call<ArrayBuffer | SharedArrayBuffer>(taBuffer, v)
-  if (isSharedBuffer(buffer)) {
-    if (sabGrowable && call<boolean>(sabGrowable, buffer)) return Uint8Array.prototype.slice.call(v as Uint8Array)
-  } else {
-    if (len === 0 && isDetached(buffer)) throw invalid(`${what} is a Uint8Array whose ArrayBuffer is detached (transferred); pass the bytes before transferring them.`)
-    if (abResizable && call<boolean>(abResizable, buffer)) return Uint8Array.prototype.slice.call(v as Uint8Array)
-  }
-  const proto = Object.getPrototypeOf(v)
-  if ((proto === Buffer.prototype || proto === Uint8Array.prototype) && !Object.prototype.hasOwnProperty.call(v, 'length')) return v as Uint8Array
-  return new Uint8Array(buffer, call<number>(taOffset, v), len)
+  if (isDetached(v)) throw invalid(`${what} is a Uint8Array whose ArrayBuffer is detached (transferred); pass the bytes before transferring them.`)
+  return v
 }
 
 /** The fields of an operation, each read once (a getter runs once, here). */
@@ -167,13 +130,13 @@ function checkOp(raw: RawOp, maxRecordSize: number, where: string): EncodedOp {
   const key = bytes(raw.key, `${where}: key`)
   if (type === TYPE_PUT) value = bytes(raw.value, `${where}: value`)
   else if (raw.value !== undefined) throw invalid(`${where}: a 'del' operation takes no value (got one); use { type: 'put', key, value } to store a value.`)
-  const size = key.length + (value ? value.length : 0)
+  const size = byteLength(key) + (value ? byteLength(value) : 0)
   if (size > maxRecordSize)
     throw new WalError(
       'WAL_TOO_LARGE',
       `${where}: key + value is ${size} bytes, over maxRecordSize (${maxRecordSize}). Split the value or open with a larger maxRecordSize.`,
     )
-  return { type, key, value }
+  return { type, key, value, size }
 }
 
 /** Validates one operation; `where` names it in messages ("appendBatch: operation 3"). */

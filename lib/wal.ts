@@ -370,7 +370,7 @@ export class WriteAheadLog {
       types[i] = op.type
       keys[i] = op.key
       values[i] = op.value
-      size += RECORD_HEADER_SIZE + op.key.length + (op.value ? op.value.length : 0)
+      size += RECORD_HEADER_SIZE + op.size
     }
     if (size > MAX_PAYLOAD) throw new WalError('WAL_TOO_LARGE', `appendBatch: the batch encodes to ${size} bytes, over the 2 GiB a batch may take. Split it.`)
     checkLsnRoom(w, n, 'appendBatch')
