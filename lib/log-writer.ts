@@ -33,8 +33,6 @@ export interface WriterSegment {
   fd: number // -1 until the file is created; used by jobs on the thread pool
   /** False while the directory entry of a just-created segment is not yet synced. */
   dirSynced?: boolean
-  /** Set while the thread pool creates the file (createSegmentAsync). */
-  creating?: boolean
   /**
    * A second open file for the synchronous path (drainSync). Linux reports a writeback
    * error once per open file, so a sync here and a concurrent sync of a pool job on `fd`
@@ -276,13 +274,7 @@ export class LogWriter {
     if (seg.fd < 0) {
       const spare = this.spare
       this.spare = undefined
-      seg.creating = true
-      let made: OpenSegment | undefined
-      try {
-        made = await createSegmentAsync(this.dir, this.backend, seg.firstLsn, this.segmentHeader(seg), this.opts.preallocate ? this.opts.segmentSize : 0, spare, () => seg.fd >= 0)
-      } finally {
-        seg.creating = false
-      }
+      const made = await createSegmentAsync(this.dir, this.backend, seg.firstLsn, this.segmentHeader(seg), this.opts.preallocate ? this.opts.segmentSize : 0, spare, () => seg.fd >= 0)
       if (made) {
         this.adopt(seg, made)
         seg.dirSynced = false

@@ -68,7 +68,8 @@ function corrupt(dir: string, segment: string, offset: number, what: string, mod
   )
 }
 
-function lastNonZero(buf: Uint8Array, from: number): number {
+/** One past the last non-zero byte of buf at or after `from` (`from` if none). */
+export function lastNonZero(buf: Uint8Array, from: number): number {
   const CHUNK = 65536
   let end = buf.length
   while (end > from) {
@@ -360,7 +361,8 @@ function scanPastDamage(backend: Backend, buf: Uint8Array, from: number, end: nu
   }
 }
 
-function countDropped(index: Float64Array, report: RecoveryReport): number {
+/** Counts the entries and batches of dropped records into `report`; returns their highest LSN. */
+export function countDropped(index: Float64Array, report: { droppedEntries: number; droppedBatches: number }): number {
   let maxLsn = 0
   for (let i = 0; i < index.length; i += IX_STRIDE) {
     const type = index[i + IX_TYPE] & 0xff

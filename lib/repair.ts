@@ -17,8 +17,8 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
-import { FLAG_BATCH, IX_LSN, IX_POS, IX_STRIDE, IX_TYPE, SEGMENT_HEADER_SIZE, TYPE_BEGIN, TYPE_DEL, TYPE_PUT, decodeSegmentHeader } from './format.js'
-import { TailState } from './recovery.js'
+import { FLAG_BATCH, IX_LSN, IX_POS, IX_STRIDE, IX_TYPE, SEGMENT_HEADER_SIZE, TYPE_BEGIN, decodeSegmentHeader } from './format.js'
+import { TailState, countDropped, lastNonZero } from './recovery.js'
 import { createSegment, syncDir, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
 
 /** What finishRepair found: the predecessor's cut, and remnants to remove. */
@@ -60,7 +60,7 @@ export function findRemnants(dir: string, segments: readonly SegmentRef[], prevL
     const h = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
     if (typeof h !== 'string' && h.prevLsn < prevLsn) throw outOfPlace(`segment ${o.name}, which would be removed with it, continues after LSN ${h.prevLsn}, before that`)
     counts.droppedBytes += buf.length
-    if (typeof h !== 'string' && buf.length > SEGMENT_HEADER_SIZE) countUnits(backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length).index, 0, counts)
+    if (typeof h !== 'string' && buf.length > SEGMENT_HEADER_SIZE) countDropped(backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length).index, counts)
   }
   if (p < 0) return { cut: 0, size: 0, orphans, ...counts }
   const predecessor = older[p]
@@ -97,8 +97,10 @@ export function findRemnants(dir: string, segments: readonly SegmentRef[], prevL
     }
   }
   if (buf.length > cut) {
-    counts.droppedBytes += lastNonZeroEnd(buf, cut) - cut
-    countUnits(scan.index, cut, counts)
+    counts.droppedBytes += lastNonZero(buf, cut) - cut
+    let first = 0 // index rows are in file order: the ones at or after the cut
+    while (first < scan.index.length && scan.index[first + IX_POS] < cut) first += IX_STRIDE
+    countDropped(scan.index.subarray(first), counts)
   }
   return { predecessor, cut, size: buf.length, orphans, ...counts }
 }
@@ -110,20 +112,6 @@ function readWhole(dir: string, name: string): Buffer {
   } catch (err) {
     throw ioError(err, 'Reading a segment to finish an interrupted repair', path, 'open')
   }
-}
-
-function countUnits(index: Float64Array, from: number, c: { droppedEntries: number; droppedBatches: number }): void {
-  for (let i = 0; i < index.length; i += IX_STRIDE) {
-    if (index[i + IX_POS] < from) continue
-    const type = index[i + IX_TYPE] & 0xff
-    if (type === TYPE_PUT || type === TYPE_DEL) c.droppedEntries++
-    else if (type === TYPE_BEGIN) c.droppedBatches++
-  }
-}
-
-function lastNonZeroEnd(buf: Uint8Array, from: number): number {
-  for (let i = buf.length - 1; i >= from; i--) if (buf[i] !== 0) return i + 1
-  return from
 }
 
 /** Whether findRemnants found anything to change. */

@@ -1,7 +1,7 @@
 // Segment files on disk: listing, creating, syncing the directory. The hot path (writes,
 // syncs, reads of records) goes through the backend; this is the rarer bookkeeping.
 import * as fs from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import type { Backend } from './backend.js'
 import { WalError, ioError, type Hint } from './errors.js'
 import { SEGMENT_HEADER_SIZE, decodeSegmentHeader, encodeSegmentHeader, parseSegmentName, segmentName, type SegmentHeader } from './format.js'
@@ -131,12 +131,24 @@ export function discardSpare(spare: Spare): void {
   }
 }
 
-function segmentExists(path: string): WalError {
-  return new WalError(
-    'WAL_CORRUPT',
-    `A segment named ${path} already exists where the writer was about to create a new one; nothing was overwritten. Another process may be writing to this directory: stop it, then reopen.`,
-    { segment: path.slice(path.lastIndexOf('/') + 1), offset: 0 },
-  )
+/**
+ * Gives a prepared file (header synced) its segment name. Never replaces a file: the
+ * writer's names strictly increase, so an existing one means something else wrote here.
+ */
+function placeSegment(file: Spare, path: string): void {
+  if (fs.existsSync(path))
+    throw new WalError(
+      'WAL_CORRUPT',
+      `A segment named ${path} already exists where the writer was about to create a new one; nothing was overwritten. Another process may be writing to this directory: stop it, then reopen.`,
+      { segment: basename(path), offset: 0 },
+    )
+  fs.renameSync(file.path, path)
+}
+
+/** A new, empty file under a temporary (spare) name, removed by the next open if left behind. */
+function tempFileSync(dir: string): Spare {
+  const path = join(dir, spareName())
+  return { path, fd: fs.openSync(path, 'wx+'), size: 0 }
 }
 
 /**
@@ -154,14 +166,12 @@ export function createSegment(dir: string, backend: Backend, firstLsn: number, h
   let file: Spare | undefined = spare
   try {
     if (!file) {
-      const tmp = join(dir, spareName())
-      file = { path: tmp, fd: fs.openSync(tmp, 'wx+'), size: 0 }
+      file = tempFileSync(dir)
       if (preallocateTo > SEGMENT_HEADER_SIZE) fs.ftruncateSync(file.fd, preallocateTo)
     }
     backend.writeSync(file.fd, encodeSegmentHeader(header, backend.crc32c), 0, SEGMENT_HEADER_SIZE, 0)
     backend.syncSync(file.fd)
-    if (fs.existsSync(path)) throw segmentExists(path)
-    fs.renameSync(file.path, path)
+    placeSegment(file, path)
   } catch (err) {
     // The spare, if any, is consumed either way: its fd is closed and its file removed.
     if (file) discardSpare(file)
@@ -179,8 +189,8 @@ export function createSegment(dir: string, backend: Backend, firstLsn: number, h
 /**
  * createSegment off the event loop, but for the directory sync, which the caller runs
  * next (syncDirAsync) and must finish before the segment counts as created: the header
- * write and its sync run on the thread pool. The rename that makes the file a segment runs on the
- * calling thread (a microsecond metadata call) right after `abandoned()` is checked, so
+ * write and its sync run on the thread pool. The rename that makes the file a segment
+ * runs on the calling thread (a microsecond metadata call) right after `abandoned()`, so
  * a synchronous caller that created the segment meanwhile is never overwritten: then the
  * prepared file is removed instead and undefined returned.
  */
@@ -209,8 +219,7 @@ export async function createSegmentAsync(
       discardSpare(file)
       return undefined
     }
-    if (fs.existsSync(path)) throw segmentExists(path)
-    fs.renameSync(file.path, path)
+    placeSegment(file, path)
   } catch (err) {
     if (file) discardSpare(file)
     throw err instanceof WalError ? err : ioError(err, 'Creating a segment', path, 'write')
