@@ -1,14 +1,18 @@
-// libFuzzer target for the native record decoder (native/codec.cc) and CRC32C
-// (native/crc32c.cc). Build and run with scripts/fuzz.sh.
+// libFuzzer target for the native record codec (native/codec.cc: scanner and encoders)
+// and CRC32C (native/crc32c.cc). Build and run with scripts/fuzz.sh.
 //
-// Every input is used four ways:
+// Every input is used five ways:
 //   1. as an untrusted chunk: ScanRecords over the whole input and over a [start, end)
 //      window with a max_records limit (all derived from the input's last bytes),
 //      cross-checked against ValidRecordAt, FindNextRecord, EncodeRecord and each other;
 //   2. as a recipe for records built with EncodeRecord (valid ones, arbitrary ones, a
 //      damaged byte, a zero/garbage tail, a truncation) that the scanner must read back;
 //   3. as data for Crc32c (hardware path when present) vs Crc32cPortable, whole and split;
-//   4. (sometimes) stretched past 12 KiB so the 3-stream hardware CRC path runs.
+//   4. (sometimes) stretched past 12 KiB so the 3-stream hardware CRC path runs;
+//   5. as operations for EncodeBatch and EncodeCheckpoint, whose bytes must equal the same
+//      records written one by one with EncodeRecord and scan back field for field; and as
+//      arguments for the encoders' Check* functions, which must accept exactly what
+//      encodes to valid records.
 // Any violated invariant prints a message and aborts, which libFuzzer reports as a crash.
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -574,6 +578,159 @@ void FuzzCrc(const uint8_t* data, size_t size) {
   }
 }
 
+// Part 5: batches and checkpoints built with the codec's own encoders.
+
+// Reference statement of what the batch checks accept, from the records a batch writes:
+// the count is BEGIN's and COMMIT's aux (a u32, at least 1), BEGIN and COMMIT carry the
+// first and last LSN, and the batch's records must not claim to be durable already
+// (mark below the first LSN).
+bool RefBatchValid(uint64_t n, uint64_t first, uint64_t mark) {
+  if (n == 0 || n > UINT32_MAX) return false;
+  if (n - 1 > UINT64_MAX - first) return false;  // the last LSN would wrap
+  const uint64_t last = first + n - 1;
+  const uint32_t aux = static_cast<uint32_t>(n);
+  return mark < first && RefFieldsValid(kBegin, 0, aux, 0, first, mark) &&
+         RefFieldsValid(kCommit, 0, aux, kLsnPayloadSize, last, mark);
+}
+
+// The bytes of a batch written record by record, as codec.h describes the framing.
+std::vector<uint8_t> RefBatch(const std::vector<Op>& ops, uint64_t first, uint64_t mark) {
+  const uint32_t n = static_cast<uint32_t>(ops.size());
+  std::vector<uint8_t> out(kHdr);
+  EncodeRecord(out.data(), kBegin, 0, n, first, mark, nullptr, 0, nullptr, 0);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Op& op = ops[i];
+    const size_t at = out.size();
+    out.resize(at + kHdr + op.key_len + op.value_len);
+    EncodeRecord(out.data() + at, op.type, kFlagBatch, static_cast<uint32_t>(op.key_len), first + i, mark, op.key,
+                 op.key_len, op.value, op.value_len);
+  }
+  uint8_t le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(first >> (8 * i));
+  const size_t at = out.size();
+  out.resize(at + kHdr + 8);
+  EncodeRecord(out.data() + at, kCommit, 0, n, first + n - 1, mark, le, 8, nullptr, 0);
+  return out;
+}
+
+void FuzzBatch(const uint8_t* data, size_t size) {
+  FuzzedDataProvider fdp(data, size);
+
+  // Operations from the input: valid PUTs and DELs with short keys and values.
+  const size_t n = fdp.ConsumeIntegralInRange<size_t>(1, 16);
+  std::vector<std::vector<uint8_t>> keys(n), values(n);
+  std::vector<Op> ops(n);
+  uint64_t payload = 0;
+  for (size_t i = 0; i < n; ++i) {
+    ops[i].type = fdp.ConsumeBool() ? kPut : kDel;
+    keys[i] = fdp.ConsumeBytes<uint8_t>(fdp.ConsumeIntegralInRange<size_t>(0, 40));
+    if (ops[i].type == kPut) values[i] = fdp.ConsumeBytes<uint8_t>(fdp.ConsumeIntegralInRange<size_t>(0, 200));
+    ops[i].key = keys[i].empty() ? nullptr : keys[i].data();
+    ops[i].key_len = keys[i].size();
+    ops[i].value = values[i].empty() ? nullptr : values[i].data();
+    ops[i].value_len = values[i].size();
+    CHECK(CheckOp(ops[i].type, ops[i].key_len, ops[i].value_len) == nullptr);
+    payload += ops[i].key_len + ops[i].value_len;
+  }
+
+  // LSNs near 1, against the top of the range, or anywhere; any mark below the first.
+  const uint8_t where = fdp.ConsumeIntegral<uint8_t>();
+  const uint64_t top = kMaxLsn - (n - 1);  // highest first LSN for n operations
+  uint64_t first;
+  switch (where % 3) {
+    case 0:
+      first = 1 + where / 3 % 4;
+      break;
+    case 1:
+      first = top - where / 3 % 4;
+      break;
+    default:
+      first = fdp.ConsumeIntegralInRange<uint64_t>(1, top);
+  }
+  const uint64_t mark = fdp.ConsumeIntegralInRange<uint64_t>(0, first - 1);
+  CHECK(CheckBatch(n, first, mark) == nullptr);
+
+  // The encoder writes BatchSize bytes, exactly the record-by-record framing.
+  const uint64_t bytes = BatchSize(ops.data(), n);
+  CHECK(bytes == MinBatchSize(n) + payload);
+  std::vector<uint8_t> buf(bytes + kCheckpointRecordSize, 0xEE);
+  CHECK(EncodeBatch(buf.data(), ops.data(), n, first, mark) == bytes);
+  const std::vector<uint8_t> ref = RefBatch(ops, first, mark);
+  CHECK(ref.size() == bytes && std::memcmp(ref.data(), buf.data(), bytes) == 0);
+
+  // A checkpoint record after it.
+  const uint64_t cp_lsn = first + n - 1;
+  const uint64_t cp_mark = fdp.ConsumeIntegralInRange<uint64_t>(mark, cp_lsn);
+  const uint64_t cp = fdp.ConsumeIntegralInRange<uint64_t>(0, kMaxLsn);
+  CHECK(CheckCheckpoint(cp_lsn, cp_mark, cp) == nullptr);
+  CHECK(EncodeCheckpoint(buf.data() + bytes, cp_lsn, cp_mark, cp) == kCheckpointRecordSize);
+  std::vector<uint8_t> ref_cp(kCheckpointRecordSize);
+  uint8_t le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<uint8_t>(cp >> (8 * i));
+  EncodeRecord(ref_cp.data(), kCheckpoint, 0, 0, cp_lsn, cp_mark, le, 8, nullptr, 0);
+  CHECK(std::memcmp(ref_cp.data(), buf.data() + bytes, kCheckpointRecordSize) == 0);
+
+  // The scanner reads back every record, field for field.
+  const size_t end = buf.size();
+  Chunk c(buf.data(), end);
+  std::vector<double> ix;
+  const ScanResult r = Scan(c.data(), 0, end, SIZE_MAX, &ix);
+  const std::vector<Entry> got = CheckScan(c.data(), 0, end, SIZE_MAX, r, ix, where);
+  CHECK(r.status == kScanEnd && r.stop == end && got.size() == n + 3);
+  const Entry& begin = got[0];
+  CHECK(begin.type == kBegin && begin.flags == 0 && begin.aux == n && begin.lsn == first && begin.mark == mark &&
+        begin.length == 0);
+  for (size_t i = 0; i < n; ++i) {
+    const Entry& e = got[1 + i];
+    const Op& op = ops[i];
+    CHECK(e.type == op.type && e.flags == kFlagBatch && e.aux == op.key_len && e.lsn == first + i &&
+          e.mark == mark && e.length == op.key_len + op.value_len);
+    const uint8_t* body = c.data() + e.pos + kHdr;
+    CHECK(std::equal(keys[i].begin(), keys[i].end(), body));
+    CHECK(std::equal(values[i].begin(), values[i].end(), body + op.key_len));
+  }
+  const Entry& commit = got[n + 1];
+  CHECK(commit.type == kCommit && commit.flags == 0 && commit.aux == n && commit.lsn == first + n - 1 &&
+        commit.mark == mark && commit.length == kLsnPayloadSize);
+  CHECK(Le64(c.data() + commit.pos + kHdr) == first);  // the BEGIN's LSN
+  const Entry& checkpoint = got[n + 2];
+  CHECK(checkpoint.type == kCheckpoint && checkpoint.flags == 0 && checkpoint.aux == 0 &&
+        checkpoint.lsn == cp_lsn && checkpoint.mark == cp_mark && checkpoint.length == kLsnPayloadSize);
+  CHECK(Le64(c.data() + checkpoint.pos + kHdr) == cp);
+
+  // The Check* functions against the record field rules, on arbitrary arguments (often
+  // near the limits: 0, 1, kMaxLsn, 2^53, 2^32, kMaxPayload).
+  auto pick = [&fdp](uint64_t near) -> uint64_t {
+    const uint8_t how = fdp.ConsumeIntegral<uint8_t>();
+    switch (how & 3) {
+      case 0:
+        return near + (how >> 2) % 5 - 2;  // near - 2 .. near + 2 (wraps below 0: also fine)
+      case 1:
+        return (how >> 2) % 4;
+      default:
+        return fdp.ConsumeIntegral<uint64_t>();
+    }
+  };
+  const uint8_t type = fdp.ConsumeIntegralInRange<uint8_t>(0, 6);
+  const uint64_t key_len = pick(kMaxPayload) & 0xFFFFFFFFu;
+  const uint64_t value_len = pick(kMaxPayload - key_len) & 0xFFFFFFFFu;
+  const bool op_ok = RefFieldsValid(type, kFlagBatch, static_cast<uint32_t>(key_len), key_len + value_len, 1, 0);
+  CHECK((CheckOp(type, key_len, value_len) == nullptr) == op_ok);
+  const uint64_t lsn = pick(kMaxLsn);
+  const uint64_t lsn_mark = pick(lsn);
+  // A standalone record is a PUT or DEL (a COMMIT's fields can pass the field rules).
+  CHECK((CheckRecord(type, key_len, value_len, lsn, lsn_mark) == nullptr) ==
+        ((type == kPut || type == kDel) &&
+         RefFieldsValid(type, 0, static_cast<uint32_t>(key_len), key_len + value_len, lsn, lsn_mark)));
+  const uint64_t checkpoint_lsn = pick(kMaxLsn);
+  CHECK((CheckCheckpoint(lsn, lsn_mark, checkpoint_lsn) == nullptr) ==
+        (RefFieldsValid(kCheckpoint, 0, 0, kLsnPayloadSize, lsn, lsn_mark) && checkpoint_lsn < kLsnLimit));
+  const uint64_t bn = pick(uint64_t{1} << 32);
+  const uint64_t bfirst = pick(kMaxLsn - (bn - 1));
+  const uint64_t bmark = pick(bfirst);
+  CHECK((CheckBatch(bn, bfirst, bmark) == nullptr) == RefBatchValid(bn, bfirst, bmark));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -591,5 +748,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzChunk(data, size);
   FuzzRoundTrip(data, size);
   FuzzCrc(data, size);
+  FuzzBatch(data, size);
   return 0;
 }

@@ -31,14 +31,29 @@ std::string Le64(uint64_t v) {
   return s;
 }
 
+const uint8_t* Data(const char* s) { return reinterpret_cast<const uint8_t*>(s); }
+
+// Appends a batch framed by the codec's own encoder (BEGIN, members, COMMIT).
+void AddBatch(Bytes* out, const Op* ops, size_t n, uint64_t first, uint64_t mark) {
+  const size_t at = out->size();
+  out->resize(at + BatchSize(ops, n));
+  EncodeBatch(out->data() + at, ops, n, first, mark);
+}
+
+void AddCheckpoint(Bytes* out, uint64_t lsn, uint64_t mark, uint64_t checkpoint_lsn) {
+  const size_t at = out->size();
+  out->resize(at + kCheckpointRecordSize);
+  EncodeCheckpoint(out->data() + at, lsn, mark, checkpoint_lsn);
+}
+
+// PUT key=value at LSN 1; a batch of PUT a=1, DEL b at LSNs 2..3 (mark 1); a checkpoint
+// of LSN 3 at LSN 4 (mark 3).
 Bytes Batch() {
   Bytes b;
   Add(&b, kPut, 0, 3, 1, 0, "key", "value");
-  Add(&b, kBegin, 0, 2, 2, 1, "", "");
-  Add(&b, kPut, kFlagBatch, 1, 2, 1, "a", "1");
-  Add(&b, kDel, kFlagBatch, 1, 3, 1, "b", "");
-  Add(&b, kCommit, 0, 2, 3, 1, Le64(2), "");
-  Add(&b, kCheckpoint, 0, 0, 4, 3, Le64(3), "");
+  const Op ops[] = {{kPut, Data("a"), 1, Data("1"), 1}, {kDel, Data("b"), 1, nullptr, 0}};
+  AddBatch(&b, ops, 2, 2, 1);
+  AddCheckpoint(&b, 4, 3, 3);
   return b;
 }
 

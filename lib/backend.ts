@@ -1,6 +1,5 @@
 // The one seam between the facade and the two implementations of the hot path.
 // Everything above it (group commit, replay, recovery, validation) exists once.
-import type { Options } from './options.js'
 
 /** What a scan of one chunk found; positions are relative to the chunk buffer. */
 export interface ScanChunk {
@@ -31,16 +30,15 @@ export interface Backend {
   scan(buf: Uint8Array, start: number, end: number): ScanChunk
   findNextRecord(buf: Uint8Array, start: number, end: number): number
 
-  // Positional I/O. Async forms run off the event-loop thread; `write` with sync=true
-  // does the write and the data sync in one trip to the thread pool.
+  // Positional I/O. The promise forms run on the thread pool; the *Blocking forms run on
+  // the calling thread. `write` with dataSync=true writes and then fdatasyncs in one trip
+  // to the thread pool. Nothing here syncs unless its name or a dataSync flag says so.
   readScan(fd: number, buf: Uint8Array, position: number): Promise<ScanChunk>
-  readScanSync(fd: number, buf: Uint8Array, position: number): ScanChunk
-  write(fd: number, buf: Uint8Array, offset: number, length: number, position: number, sync: boolean): Promise<void>
-  writeSync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): void
-  sync(fd: number): Promise<void>
-  syncSync(fd: number): void
+  readScanBlocking(fd: number, buf: Uint8Array, position: number): ScanChunk
+  write(fd: number, buf: Uint8Array, offset: number, length: number, position: number, dataSync: boolean): Promise<void>
+  writeBlocking(fd: number, buf: Uint8Array, offset: number, length: number, position: number): void
+  fdatasync(fd: number): Promise<void>
+  fdatasyncBlocking(fd: number): void
   zeroFill(fd: number, offset: number, length: number): Promise<void>
-  zeroFillSync(fd: number, offset: number, length: number): void
+  zeroFillBlocking(fd: number, offset: number, length: number): void
 }
-
-export type BackendChoice = NonNullable<Options['backend']>

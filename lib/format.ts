@@ -22,10 +22,20 @@ export const MAX_LSN = Number.MAX_SAFE_INTEGER
 export const IX_STRIDE = 6
 export const IX_POS = 0
 export const IX_LENGTH = 1
-export const IX_TYPE = 2 // type | flags << 8
+export const IX_TYPE = 2 // type | flags << 8: read it with typeAt/flagsAt
 export const IX_AUX = 3
 export const IX_LSN = 4
 export const IX_MARK = 5
+
+/** The record type of index row `i`. */
+export function typeAt(ix: Float64Array, i: number): number {
+  return ix[i + IX_TYPE] & 0xff
+}
+
+/** The flags of index row `i`. */
+export function flagsAt(ix: Float64Array, i: number): number {
+  return ix[i + IX_TYPE] >> 8
+}
 
 export const SCAN_END = 0
 export const SCAN_NEED_MORE = 1

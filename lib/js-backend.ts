@@ -70,16 +70,16 @@ export const jsBackend: Backend = {
     const r = codec.scan(buf, 0, n)
     return r
   },
-  readScanSync(fd, buf, position) {
+  readScanBlocking(fd, buf, position) {
     return codec.scan(buf, 0, readFullSync(fd, buf, position))
   },
-  async write(fd, buf, offset, length, position, sync) {
+  async write(fd, buf, offset, length, position, dataSync) {
     await writeAll(fd, buf, offset, length, position)
-    if (sync) await fdatasync(fd)
+    if (dataSync) await fdatasync(fd)
   },
-  writeSync: writeAllSync,
-  sync: fdatasync,
-  syncSync: (fd) => fs.fdatasyncSync(fd),
+  writeBlocking: writeAllSync,
+  fdatasync,
+  fdatasyncBlocking: (fd) => fs.fdatasyncSync(fd),
   async zeroFill(fd, offset, length) {
     for (let done = 0; done < length; ) {
       const n = Math.min(ZEROS.length, length - done)
@@ -87,7 +87,7 @@ export const jsBackend: Backend = {
       done += n
     }
   },
-  zeroFillSync(fd, offset, length) {
+  zeroFillBlocking(fd, offset, length) {
     for (let done = 0; done < length; ) {
       const n = Math.min(ZEROS.length, length - done)
       writeAllSync(fd, ZEROS, 0, n, offset + done)

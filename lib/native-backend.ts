@@ -18,12 +18,12 @@ export function nativeBackend(addon: NativeAddon): Backend {
     scan: (buf, start, end) => chunk(addon.scan(buf, start, end)),
     findNextRecord: addon.findNextRecord,
     readScan: (fd, buf, position) => addon.readScan(fd, buf, position).then(chunk),
-    readScanSync: (fd, buf, position) => chunk(addon.readScanSync(fd, buf, position)),
+    readScanBlocking: (fd, buf, position) => chunk(addon.readScanBlocking(fd, buf, position)),
     write: addon.write,
-    writeSync: addon.writeSync,
-    sync: addon.sync,
-    syncSync: addon.syncSync,
+    writeBlocking: addon.writeBlocking,
+    fdatasync: addon.fdatasync,
+    fdatasyncBlocking: addon.fdatasyncBlocking,
     zeroFill: addon.zeroFill,
-    zeroFillSync: addon.zeroFillSync,
+    zeroFillBlocking: addon.zeroFillBlocking,
   }
 }

@@ -1,31 +1,18 @@
-// Finds the end of the log at open, and decides what damage there means (SPEC §2
-// "Recovery on open"). Reads only the last segment. The decision is a plan; applying it
-// (truncating, syncing) is done by the caller only for writable opens.
+// Finds the end of the log at open and decides what damage there means: a torn tail
+// (bytes whose write a crash interrupted, never acknowledged: removed) or corruption
+// (bytes proven synced: refused, or cut under 'point-in-time'). Reads only the last
+// segment, except under 'point-in-time'. The result is a plan; repair.ts applies it.
+//
+// The common case, a clean tail, is read by the record reader in chunks (on the thread
+// pool for open()). Only when that finds damage is the damaged segment read whole, to
+// look past the damage for records that prove it was synced.
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
-import {
-  FLAG_BATCH,
-  IX_LENGTH,
-  IX_LSN,
-  IX_MARK,
-  IX_POS,
-  IX_STRIDE,
-  IX_TYPE,
-  RECORD_HEADER_SIZE,
-  SCAN_END,
-  SCAN_NEED_MORE,
-  SCAN_ZERO,
-  SEGMENT_HEADER_SIZE,
-  TYPE_BEGIN,
-  TYPE_CHECKPOINT,
-  TYPE_COMMIT,
-  TYPE_DEL,
-  TYPE_PUT,
-  decodeSegmentHeader,
-  readU64,
-} from './format.js'
+import { IX_POS, SCAN_END, SCAN_NEED_MORE, SCAN_ZERO, SEGMENT_HEADER_SIZE, decodeSegmentHeader, type SegmentHeader } from './format.js'
+import { RecordCursor, countDropped, noneDropped, type DroppedRecords } from './record-cursor.js'
+import { SegmentReader, lastNonZero, openSegment, openSegmentBlocking, readSegment, readSegmentBlocking, type OpenedSegment } from './record-reader.js'
 import type { SegmentRef } from './segments.js'
 
 export type RecoveryMode = 'tolerate-tail' | 'point-in-time' | 'strict'
@@ -68,161 +55,69 @@ function corrupt(dir: string, segment: string, offset: number, what: string, mod
   )
 }
 
-/** One past the last non-zero byte of buf at or after `from` (`from` if none). */
-export function lastNonZero(buf: Uint8Array, from: number): number {
-  const CHUNK = 65536
-  let end = buf.length
-  while (end > from) {
-    const start = Math.max(from, end - CHUNK)
-    for (let i = end - 1; i >= start; i--) if (buf[i] !== 0) return i + 1
-    end = start
-  }
-  return from
-}
-
-/**
- * LSN order within a log (FORMAT.md "LSN order"): standalone PUT/DEL and BEGIN take a new,
- * higher LSN; batch members and COMMIT repeat or continue their BEGIN's; a CHECKPOINT
- * carries the current last LSN. A valid record that breaks this is a stale copy.
- */
-export function lsnInOrder(type: number, flags: number, lsn: number, lastSeen: number): boolean {
-  if (type === TYPE_CHECKPOINT || type === TYPE_COMMIT || flags & FLAG_BATCH) return lsn >= lastSeen
-  return lsn > lastSeen
-}
-
-/** The record-by-record state of a tail scan: what is kept, and any batch still open. */
-export class TailState {
-  pos = SEGMENT_HEADER_SIZE // end of the last record seen
-  keptLsn: number
-  maxLsn: number
-  batchStart = -1 // where an open batch's BEGIN starts
-  lsnBeforeBatch = 0
-  lastSeen: number // LSN field of the previous record
-  /** Offset of a record whose LSN goes backwards (a stale copy), or -1. Scanning stops there. */
-  violation = -1
-
-  constructor(
-    prevLsn: number,
-    public checkpointLsn: number,
-  ) {
-    this.keptLsn = prevLsn
-    this.maxLsn = prevLsn
-    this.lastSeen = prevLsn
-  }
-
-  /** Consumes index rows whose positions are relative to `buf`, which starts at file offset `base`. */
-  consume(ix: Float64Array, buf: Uint8Array, base: number): void {
-    for (let i = 0; i < ix.length; i += IX_STRIDE) {
-      const type = ix[i + IX_TYPE] & 0xff
-      const lsn = ix[i + IX_LSN]
-      const at = ix[i + IX_POS]
-      if (!lsnInOrder(type, ix[i + IX_TYPE] >> 8, lsn, this.lastSeen)) {
-        this.violation = base + at
-        return
-      }
-      this.lastSeen = lsn
-      if (lsn > this.maxLsn) this.maxLsn = lsn
-      if (type === TYPE_BEGIN) {
-        if (this.batchStart < 0) this.lsnBeforeBatch = this.keptLsn
-        this.batchStart = base + at
-      } else if (type === TYPE_COMMIT) {
-        this.batchStart = -1
-        this.keptLsn = lsn
-      } else if (type === TYPE_CHECKPOINT) {
-        this.checkpointLsn = Math.max(this.checkpointLsn, readU64(buf, at + RECORD_HEADER_SIZE))
-        if (this.batchStart < 0) this.keptLsn = Math.max(this.keptLsn, lsn)
-      } else if (!((ix[i + IX_TYPE] >> 8) & FLAG_BATCH)) {
-        // A standalone record ends any batch still open: replay discards that batch.
-        this.batchStart = -1
-        this.keptLsn = lsn
-      }
-      this.pos = base + at + RECORD_HEADER_SIZE + ix[i + IX_LENGTH]
-    }
-  }
-}
-
-/** A read the tail scanner wants: `length` bytes at `position` of the last segment. */
-export interface TailRead {
-  position: number
-  length: number
-}
-
 const TAIL_CHUNK = 4 * 1024 * 1024
-const ZEROS = Buffer.alloc(TAIL_CHUNK)
 
 /**
- * The common case of open, in bounded memory: the last segment's records scanned chunk by
- * chunk, then its zero-filled tail checked with memcmp. Returns the plan when the tail is
- * clean, or undefined when there is damage (planTail then reads the damaged region whole).
- * Written as a generator of reads so open and openSync share it (sync and async drivers).
+ * The plan for a segment whose records end cleanly (no damage, no batch without COMMIT),
+ * or undefined: then planTail reads it whole and decides.
  */
-export function* scanCleanTail(seg: SegmentRef, fileSize: number, backend: Backend, mode: RecoveryMode): Generator<TailRead, TailPlan | undefined, Buffer> {
-  let size = fileSize
-  if (size < SEGMENT_HEADER_SIZE) return undefined
-  const headerBytes = yield { position: 0, length: SEGMENT_HEADER_SIZE }
-  const header = decodeSegmentHeader(headerBytes, backend.crc32c)
+function cleanPlan(seg: SegmentRef, file: OpenedSegment, backend: Backend, mode: RecoveryMode, read: (r: SegmentReader) => void | Promise<void>): TailPlan | undefined | Promise<TailPlan | undefined> {
+  const header = decodeSegmentHeader(file.header, backend.crc32c)
   if (typeof header === 'string') return undefined
-  const st = new TailState(header.prevLsn, header.checkpointLsn)
-  let need = 0
-  for (;;) {
-    const at = st.pos
-    if (at >= size) break
-    const want = Math.min(size - at, Math.max(need, TAIL_CHUNK))
-    const buf = yield { position: at, length: want }
-    // A short read is the end of the file: it shrank since it was measured (a readOnly
-    // open racing the writer's truncation at rotation).
-    if (buf.length < want) size = at + buf.length
-    const r = backend.scan(buf, 0, buf.length)
-    st.consume(r.index, buf, at)
-    if (st.violation >= 0) return undefined
-    need = 0
-    if (r.status === SCAN_END) continue
-    if (r.status === SCAN_NEED_MORE && at + buf.length < size) {
-      need = r.need
-      if (r.stop === 0 && need <= want) return undefined // no progress possible
-      continue
-    }
-    if (r.status !== SCAN_ZERO) return undefined // damage: the slow path decides
-    // Zeros: a clean end only if nothing but zeros follows.
-    for (let z = st.pos; z < size; ) {
-      const len = Math.min(TAIL_CHUNK, size - z)
-      const chunk = z === st.pos && st.pos === at + r.stop && st.pos + len <= at + buf.length ? buf.subarray(r.stop, r.stop + len) : yield { position: z, length: len }
-      if (Buffer.compare(chunk, ZEROS.subarray(0, chunk.length)) !== 0) return undefined
-      if (chunk.length < len) break // the file ends here
-      z += len
-    }
-    break
+  const cursor = new RecordCursor(header.prevLsn, header.checkpointLsn, SEGMENT_HEADER_SIZE)
+  // The size is measured once: a file that shrinks meanwhile ends at the short read.
+  const reader = new SegmentReader(file.fd, file.size, cursor, () => -1, () => file.size, TAIL_CHUNK)
+  const done = (): TailPlan | undefined => {
+    if (reader.stopped !== 'end' || cursor.batchStart >= 0) return undefined
+    const report: RecoveryReport = { mode, truncatedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
+    return { segment: seg, prevLsn: header.prevLsn, validEnd: cursor.end, dataEnd: cursor.end, keptLsn: cursor.keptLsn, maxLsn: cursor.maxLsn, checkpointLsn: cursor.checkpointLsn, report }
   }
-  if (st.batchStart >= 0) return undefined // a batch without COMMIT: the slow path drops it
-  const report: RecoveryReport = { mode, truncatedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
-  return { segment: seg, prevLsn: header.prevLsn, validEnd: st.pos, dataEnd: st.pos, keptLsn: st.keptLsn, maxLsn: st.maxLsn, checkpointLsn: st.checkpointLsn, report }
+  const p = read(reader)
+  return p instanceof Promise ? p.then(done) : done()
 }
 
-export function runTailSync(gen: Generator<TailRead, TailPlan | undefined, Buffer>, fd: number): TailPlan | undefined {
-  let step = gen.next(undefined as unknown as Buffer)
-  while (!step.done) {
-    const { position, length } = step.value
-    const buf = Buffer.allocUnsafe(length)
-    let n = 0
-    for (let got = -1; n < length && got !== 0; n += got) got = fs.readSync(fd, buf, n, length - n, position + n)
-    step = gen.next(buf.subarray(0, n))
+/** The clean-tail plan of the last segment, read on the calling thread. */
+export function cleanTailBlocking(dir: string, seg: SegmentRef, backend: Backend, mode: RecoveryMode): TailPlan | undefined {
+  const path = join(dir, seg.name)
+  let file: OpenedSegment
+  try {
+    file = openSegmentBlocking(path)
+  } catch (err) {
+    throw ioError(err, 'Reading the last segment', path, 'open')
   }
-  return step.value
+  try {
+    return cleanPlan(seg, file, backend, mode, (r) => readSegmentBlocking(r, backend)) as TailPlan | undefined
+  } catch (err) {
+    throw err instanceof WalError ? err : ioError(err, 'Reading the last segment', path, 'open')
+  } finally {
+    fs.closeSync(file.fd)
+  }
 }
 
-export async function runTailAsync(gen: Generator<TailRead, TailPlan | undefined, Buffer>, fd: number): Promise<TailPlan | undefined> {
-  let step = gen.next(undefined as unknown as Buffer)
-  while (!step.done) {
-    const { position, length } = step.value
-    const buf = Buffer.allocUnsafe(length)
-    let n = 0
-    for (let got = -1; n < length && got !== 0; n += got) {
-      const off = n
-      got = await new Promise<number>((resolve, reject) => fs.read(fd, buf, off, length - off, position + off, (err, k) => (err ? reject(err) : resolve(k))))
-    }
-    step = gen.next(buf.subarray(0, n))
+/** The clean-tail plan of the last segment, read on the thread pool. */
+export async function cleanTail(dir: string, seg: SegmentRef, backend: Backend, mode: RecoveryMode): Promise<TailPlan | undefined> {
+  const path = join(dir, seg.name)
+  let file: OpenedSegment
+  try {
+    file = await openSegment(path, backend)
+  } catch (err) {
+    throw ioError(err, 'Reading the last segment', path, 'open')
   }
-  return step.value
+  try {
+    return await cleanPlan(seg, file, backend, mode, (r) => readSegment(r, backend))
+  } catch (err) {
+    throw err instanceof WalError ? err : ioError(err, 'Reading the last segment', path, 'open')
+  } finally {
+    fs.closeSync(file.fd)
+  }
+}
+
+/** Reads a segment's records whole into a cursor; `stale` is the offset of a record out of LSN order, or -1. */
+function readWhole(buf: Buffer, header: SegmentHeader, backend: Backend): { cursor: RecordCursor; scan: ReturnType<Backend['scan']>; stale: number } {
+  const cursor = new RecordCursor(header.prevLsn, header.checkpointLsn, SEGMENT_HEADER_SIZE)
+  const scan = backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length)
+  const row = cursor.consume(buf, scan.index, 0)
+  return { cursor, scan, stale: row >= 0 ? scan.index[row + IX_POS] : -1 }
 }
 
 /**
@@ -234,7 +129,7 @@ export function planTail(
   segments: SegmentRef[],
   backend: Backend,
   mode: RecoveryMode,
-  readSegment: (path: string) => Buffer = fs.readFileSync,
+  readFile: (path: string) => Buffer = fs.readFileSync,
   older = false, // the segment before a torn last one: it was synced whole, so damage is corruption
 ): TailPlan {
   const report: RecoveryReport = { mode, truncatedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
@@ -244,7 +139,7 @@ export function planTail(
   const path = join(dir, seg.name)
   let buf: Buffer
   try {
-    buf = readSegment(path)
+    buf = readFile(path)
   } catch (err) {
     throw ioError(err, 'Reading the last segment', path, 'open')
   }
@@ -258,7 +153,7 @@ export function planTail(
       // Records behind a missing header cannot be judged; refuse to guess.
       throw corrupt(dir, seg.name, 0, 'Zeroed segment header with data behind it', mode)
     }
-    const rest = planTail(dir, segments.slice(0, -1), backend, mode, readSegment, true)
+    const rest = planTail(dir, segments.slice(0, -1), backend, mode, readFile, true)
     const floor = Math.max(rest.maxLsn, seg.firstLsn - 1)
     return {
       ...rest,
@@ -268,21 +163,16 @@ export function planTail(
     }
   }
 
-  const st = new TailState(header.prevLsn, header.checkpointLsn)
-  const r = backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length)
-  st.consume(r.index, buf, 0)
-  let pos = st.pos
-  let keptLsn = st.keptLsn
-  const checkpointLsn = st.checkpointLsn
-  let maxLsn = st.maxLsn
-  const batchStart = st.batchStart
-  const lsnBeforeBatch = st.lsnBeforeBatch
+  const { cursor, scan: r, stale: staleAt } = readWhole(buf, header, backend)
+  let keptLsn = cursor.keptLsn
+  const checkpointLsn = cursor.checkpointLsn
+  let maxLsn = cursor.maxLsn
+  const batchStart = cursor.batchStart
+  const stale = staleAt >= 0
+  let pos = stale ? staleAt : cursor.end
   let damage = -1 // where the kept log ends
   let errorAt = -1 // the damaged bytes, for WAL_CORRUPT.offset
   let damageWhat = ''
-  if (r.index.length === 0) pos = SEGMENT_HEADER_SIZE
-  const stale = st.violation >= 0
-  if (stale) pos = st.violation
   // An incomplete record at the end owns every byte to the end of the file.
   const dataEnd = !stale && r.status === SCAN_NEED_MORE ? buf.length : lastNonZero(buf, pos)
   if (!stale && (r.status === SCAN_END || (r.status === SCAN_ZERO && dataEnd === pos))) {
@@ -304,7 +194,7 @@ export function planTail(
       errorAt = batchStart
     }
     damage = batchStart
-    keptLsn = lsnBeforeBatch
+    keptLsn = cursor.lsnBeforeBatch
   }
 
   if (damage < 0) {
@@ -313,64 +203,41 @@ export function planTail(
 
   // Look past the damage: valid records there may prove, by their durable marks, that
   // the damaged bytes had been synced (then it is corruption, not a torn tail).
-  let maxMarkAfter = 0
-  let droppedEntries = 0
-  let droppedBatches = 0
-  const countRecords = (index: Float64Array) => {
-    for (let i = 0; i < index.length; i += IX_STRIDE) {
-      const type = index[i + IX_TYPE] & 0xff
-      maxMarkAfter = Math.max(maxMarkAfter, index[i + IX_MARK])
-      maxLsn = Math.max(maxLsn, index[i + IX_LSN])
-      if (type === TYPE_PUT || type === TYPE_DEL) droppedEntries++
-      else if (type === TYPE_BEGIN) droppedBatches++
-    }
-  }
+  const after = noneDropped()
   // The records of a dropped open batch, between batchStart and the byte damage.
-  const head = backend.scan(buf, damage, pos)
-  countRecords(head.index)
+  countDropped(backend.scan(buf, damage, pos).index, after)
   if (stale) {
     // The out-of-order run is valid bytes: count it once, then look past where it ends.
     const s = backend.scan(buf, pos, dataEnd)
-    countRecords(s.index)
-    scanPastDamage(backend, buf, Math.max(s.stop, pos), dataEnd, countRecords)
+    countDropped(s.index, after)
+    scanPastDamage(backend, buf, Math.max(s.stop, pos), dataEnd, after)
   } else {
-    scanPastDamage(backend, buf, pos, dataEnd, countRecords)
+    scanPastDamage(backend, buf, pos, dataEnd, after)
   }
+  maxLsn = Math.max(maxLsn, after.maxLsn)
 
   if (mode === 'strict') throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
-  if (mode === 'tolerate-tail' && (older || maxMarkAfter > keptLsn)) throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
+  if (mode === 'tolerate-tail' && (older || after.maxMark > keptLsn)) throw corrupt(dir, seg.name, errorAt, damageWhat, mode)
   report.truncatedBytes = dataEnd - damage
-  report.droppedEntries = droppedEntries
-  report.droppedBatches = droppedBatches
+  report.droppedEntries = after.droppedEntries
+  report.droppedBatches = after.droppedBatches
   return { segment: seg, prevLsn: header.prevLsn, validEnd: damage, dataEnd, keptLsn, maxLsn, checkpointLsn, report }
 }
 
 /**
- * Visits the index of every valid record in buf[from, end) that follows damage at
+ * Counts every valid record in buf[from, end) that follows damage at
  * `from`: finds the next record that validates, scans on from it, repeats past each
  * new damage. Byte by byte only where no record validates.
  */
-function scanPastDamage(backend: Backend, buf: Uint8Array, from: number, end: number, visit: (index: Float64Array) => void): void {
+function scanPastDamage(backend: Backend, buf: Uint8Array, from: number, end: number, into: DroppedRecords): void {
   let at = from + 1
   while (at < end) {
     const next = backend.findNextRecord(buf, at, end)
     if (next >= end) break
     const s = backend.scan(buf, next, end)
-    visit(s.index)
+    countDropped(s.index, into)
     at = Math.max(s.stop, next) + 1
   }
-}
-
-/** Counts the entries and batches of dropped records into `report`; returns their highest LSN. */
-export function countDropped(index: Float64Array, report: { droppedEntries: number; droppedBatches: number }): number {
-  let maxLsn = 0
-  for (let i = 0; i < index.length; i += IX_STRIDE) {
-    const type = index[i + IX_TYPE] & 0xff
-    maxLsn = Math.max(maxLsn, index[i + IX_LSN])
-    if (type === TYPE_PUT || type === TYPE_DEL) report.droppedEntries++
-    else if (type === TYPE_BEGIN) report.droppedBatches++
-  }
-  return maxLsn
 }
 
 /**
@@ -378,43 +245,39 @@ export function countDropped(index: Float64Array, report: { droppedEntries: numb
  * every segment (the other modes read only the last); it returns a plan that cuts the log
  * at the first damage and drops every later segment, or undefined if older segments are clean.
  */
-export function planPointInTime(dir: string, segments: SegmentRef[], backend: Backend, tail: TailPlan, readSegment: (path: string) => Buffer = fs.readFileSync): TailPlan | undefined {
+export function planPointInTime(dir: string, segments: SegmentRef[], backend: Backend, tail: TailPlan, readFile: (path: string) => Buffer = fs.readFileSync): TailPlan | undefined {
   const older = segments.slice(0, -1)
   for (let k = 0; k < older.length; k++) {
     const seg = older[k]
-    const buf = readSegment(join(dir, seg.name))
+    const buf = readFile(join(dir, seg.name))
     const header = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
     if (typeof header === 'string') continue // a bad header in the middle: handled as damage at 0 below
-    const r = backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length)
-    const st = new TailState(header.prevLsn, header.checkpointLsn)
-    st.consume(r.index, buf, 0)
-    const stop = st.violation >= 0 ? st.violation : r.stop
-    const clean = st.violation < 0 && (r.status === SCAN_END || (r.status === SCAN_ZERO && lastNonZero(buf, r.stop) === r.stop))
+    const { cursor, scan: r, stale } = readWhole(buf, header, backend)
+    const stop = stale >= 0 ? stale : r.stop
+    const clean = stale < 0 && (r.status === SCAN_END || (r.status === SCAN_ZERO && lastNonZero(buf, r.stop) === r.stop))
+    if (clean) continue
     // Within the kept prefix, a trailing batch without COMMIT is dropped too.
     let keptEnd = stop
-    let keptLsn = st.keptLsn
-    const checkpointLsn = st.checkpointLsn
-    const batchStart = st.batchStart
-    const beforeBatch = st.lsnBeforeBatch
-    if (clean) continue
-    if (batchStart >= 0) {
-      keptEnd = batchStart
-      keptLsn = beforeBatch
+    let keptLsn = cursor.keptLsn
+    const checkpointLsn = cursor.checkpointLsn
+    if (cursor.batchStart >= 0) {
+      keptEnd = cursor.batchStart
+      keptLsn = cursor.lsnBeforeBatch
     }
-    const report: RecoveryReport = { mode: 'point-in-time', truncatedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
+    const dropped = noneDropped()
+    countDropped(backend.scan(buf, keptEnd, stop).index, dropped)
+    scanPastDamage(backend, buf, stop, buf.length, dropped)
+    let truncatedBytes = buf.length - keptEnd
+    const later = segments.slice(k + 1)
     let maxLsn = Math.max(tail.maxLsn, keptLsn)
-    maxLsn = Math.max(maxLsn, countDropped(backend.scan(buf, keptEnd, stop).index, report))
-    scanPastDamage(backend, buf, stop, buf.length, (index) => {
-      maxLsn = Math.max(maxLsn, countDropped(index, report))
-    })
-    report.truncatedBytes += buf.length - keptEnd
-    const dropped = segments.slice(k + 1)
-    for (const d of dropped) {
-      const b = readSegment(join(dir, d.name))
-      report.truncatedBytes += b.length
-      if (b.length > SEGMENT_HEADER_SIZE) maxLsn = Math.max(maxLsn, countDropped(backend.scan(b, SEGMENT_HEADER_SIZE, b.length).index, report))
+    for (const d of later) {
+      const b = readFile(join(dir, d.name))
+      truncatedBytes += b.length
+      if (b.length > SEGMENT_HEADER_SIZE) countDropped(backend.scan(b, SEGMENT_HEADER_SIZE, b.length).index, dropped)
       maxLsn = Math.max(maxLsn, d.firstLsn - 1)
     }
+    maxLsn = Math.max(maxLsn, dropped.maxLsn)
+    const report: RecoveryReport = { mode: 'point-in-time', truncatedBytes, droppedEntries: dropped.droppedEntries, droppedBatches: dropped.droppedBatches }
     return {
       segment: seg,
       prevLsn: header.prevLsn,
@@ -423,7 +286,7 @@ export function planPointInTime(dir: string, segments: SegmentRef[], backend: Ba
       keptLsn,
       maxLsn,
       checkpointLsn,
-      dropSegments: dropped,
+      dropSegments: later,
       report,
     }
   }

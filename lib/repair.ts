@@ -17,9 +17,14 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
-import { FLAG_BATCH, IX_LSN, IX_POS, IX_STRIDE, IX_TYPE, SEGMENT_HEADER_SIZE, TYPE_BEGIN, decodeSegmentHeader } from './format.js'
-import { TailState, countDropped, lastNonZero } from './recovery.js'
-import { createSegment, syncDir, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
+import { FLAG_BATCH, IX_LSN, IX_POS, IX_STRIDE, SEGMENT_HEADER_SIZE, TYPE_BEGIN, decodeSegmentHeader, flagsAt, typeAt } from './format.js'
+import { RecordCursor, countDropped, noneDropped } from './record-cursor.js'
+import { lastNonZero } from './record-reader.js'
+import type { WriterState } from './log-writer.js'
+import type { ResolvedOptions } from './options.js'
+import type { TailPlan } from './recovery.js'
+import { openedSegment } from './segment-files.js'
+import { createSegment, discardSpare, syncDir, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
 
 /** What finishRepair found: the predecessor's cut, and remnants to remove. */
 export interface Remnants {
@@ -52,17 +57,19 @@ export function findRemnants(dir: string, segments: readonly SegmentRef[], prevL
   let p = older.length - 1
   while (p >= 0 && older[p].firstLsn > prevLsn + 1) p--
   const orphans = older.slice(p + 1)
-  const counts = { droppedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
+  const dropped = noneDropped()
+  let droppedBytes = 0
   // A remnant is a segment the repair dropped: it continues at or after the kept end (or
   // its header never became whole). An older segment that continues before it is not.
   for (const o of orphans) {
     const buf = readWhole(dir, o.name)
     const h = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
     if (typeof h !== 'string' && h.prevLsn < prevLsn) throw outOfPlace(`segment ${o.name}, which would be removed with it, continues after LSN ${h.prevLsn}, before that`)
-    counts.droppedBytes += buf.length
-    if (typeof h !== 'string' && buf.length > SEGMENT_HEADER_SIZE) countDropped(backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length).index, counts)
+    droppedBytes += buf.length
+    if (typeof h !== 'string' && buf.length > SEGMENT_HEADER_SIZE) countDropped(backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length).index, dropped)
   }
-  if (p < 0) return { cut: 0, size: 0, orphans, ...counts }
+  const counts = () => ({ droppedBytes, droppedEntries: dropped.droppedEntries, droppedBatches: dropped.droppedBatches })
+  if (p < 0) return { cut: 0, size: 0, orphans, ...counts() }
   const predecessor = older[p]
   const buf = readWhole(dir, predecessor.name)
   const header = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
@@ -77,32 +84,30 @@ export function findRemnants(dir: string, segments: readonly SegmentRef[], prevL
       break
     }
   }
-  const st = new TailState(header.prevLsn, header.checkpointLsn)
-  st.consume(scan.index.subarray(0, rows), buf, 0)
-  let cut = st.violation >= 0 ? st.violation : st.pos
-  let kept = st.keptLsn
-  if (st.batchStart >= 0 && st.batchStart < cut) {
-    cut = st.batchStart
-    kept = st.lsnBeforeBatch
+  const cursor = new RecordCursor(header.prevLsn, header.checkpointLsn, SEGMENT_HEADER_SIZE)
+  const stale = cursor.consume(buf, scan.index, 0, 0, rows)
+  let cut = stale >= 0 ? scan.index[stale + IX_POS] : cursor.end
+  let kept = cursor.keptLsn
+  if (cursor.batchStart >= 0 && cursor.batchStart < cut) {
+    cut = cursor.batchStart
+    kept = cursor.lsnBeforeBatch
   }
   if (kept !== prevLsn) throw outOfPlace(`the segment before it, ${predecessor.name}, ends at LSN ${kept}`)
   // What follows the cut must be what a repair removes: damage, or a batch that never
   // got its COMMIT. A whole record in order there was kept by every repair.
-  if (st.violation < 0) {
+  if (stale < 0) {
     for (let i = 0; i < scan.index.length; i += IX_STRIDE) {
       if (scan.index[i + IX_POS] < cut) continue
-      const type = scan.index[i + IX_TYPE] & 0xff
-      const member = (scan.index[i + IX_TYPE] >> 8) & FLAG_BATCH
-      if (type !== TYPE_BEGIN && !member) throw outOfPlace(`${predecessor.name} holds whole records after LSN ${prevLsn} (from byte offset ${cut})`)
+      if (typeAt(scan.index, i) !== TYPE_BEGIN && !(flagsAt(scan.index, i) & FLAG_BATCH)) throw outOfPlace(`${predecessor.name} holds whole records after LSN ${prevLsn} (from byte offset ${cut})`)
     }
   }
   if (buf.length > cut) {
-    counts.droppedBytes += lastNonZero(buf, cut) - cut
+    droppedBytes += lastNonZero(buf, cut) - cut
     let first = 0 // index rows are in file order: the ones at or after the cut
     while (first < scan.index.length && scan.index[first + IX_POS] < cut) first += IX_STRIDE
-    countDropped(scan.index.subarray(first), counts)
+    countDropped(scan.index, dropped, first)
   }
-  return { predecessor, cut, size: buf.length, orphans, ...counts }
+  return { predecessor, cut, size: buf.length, orphans, ...counts() }
 }
 
 function readWhole(dir: string, name: string): Buffer {
@@ -165,7 +170,7 @@ export function truncateAndSync(dir: string, name: string, size: number, backend
     fd = fs.openSync(path, 'r+')
     if (fs.fstatSync(fd).size === size) return
     fs.ftruncateSync(fd, size)
-    backend.syncSync(fd)
+    backend.fdatasyncBlocking(fd)
   } catch (err) {
     throw ioError(err, 'Cutting a damaged segment back', path, 'open')
   } finally {
@@ -179,5 +184,60 @@ function unlink(dir: string, name: string): void {
     fs.unlinkSync(path)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'Removing a dropped segment', path, 'open')
+  }
+}
+
+/**
+ * Applies a recovery plan for a writable open and returns where the writer starts. LSNs
+ * that are dropped get their floor made durable (as the new segment's name) before the
+ * bytes that carried them are removed; otherwise the kept segment is cut and synced
+ * first, then dropped segments are removed. Takes ownership of `spare`.
+ */
+export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, spare: Spare | undefined): WriterState {
+  const drop = [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]
+  const prealloc = opts.preallocate ? opts.segmentSize : 0
+  let fd: number | undefined
+  try {
+    if (plan.maxLsn > plan.keptLsn) {
+      const taken = spare
+      spare = undefined // repairWithNewSegment owns it now, on failure too
+      const made = repairWithNewSegment(dir, backend, segments, { kept: plan.segment, validEnd: plan.validEnd, keptLsn: plan.keptLsn, maxLsn: plan.maxLsn, checkpointLsn: plan.checkpointLsn, drop }, prealloc, taken)
+      fd = made.fd
+      const gone = new Set(drop)
+      const list = segments.filter((s) => !gone.has(s))
+      list.push({ name: made.name, firstLsn: made.firstLsn })
+      return { segments: list, current: openedSegment(made, SEGMENT_HEADER_SIZE), lastLsn: made.firstLsn - 1, durableLsn: plan.keptLsn, checkpointLsn: plan.checkpointLsn }
+    }
+    let current: ReturnType<typeof openedSegment> | undefined
+    let lastLsn = Math.max(plan.maxLsn, plan.keptLsn)
+    if (plan.segment) {
+      // Cut first, then remove dropped segments: a crash in between leaves a clean log.
+      const seg = plan.segment
+      const path = join(dir, seg.name)
+      fd = fs.openSync(path, 'r+')
+      const size = fs.fstatSync(fd).size
+      if (plan.validEnd < plan.dataEnd || (!opts.preallocate && size !== plan.validEnd)) fs.ftruncateSync(fd, plan.validEnd)
+      if (opts.preallocate && fs.fstatSync(fd).size < opts.segmentSize) fs.ftruncateSync(fd, opts.segmentSize)
+      backend.fdatasyncBlocking(fd)
+      current = openedSegment({ name: seg.name, path, firstLsn: seg.firstLsn, prevLsn: plan.prevLsn, fd }, plan.validEnd)
+      if (plan.validEnd === SEGMENT_HEADER_SIZE) lastLsn = Math.max(lastLsn, seg.firstLsn - 1)
+    }
+    for (const d of drop) unlink(dir, d.name)
+    if (drop.length > 0) syncDir(dir, 'open')
+    const gone = new Set(drop)
+    const list = segments.filter((s) => !gone.has(s))
+    if (!current) {
+      const taken = spare
+      spare = undefined // createSegment owns it now, on failure too
+      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }, prealloc, taken)
+      fd = made.fd
+      list.push({ name: made.name, firstLsn: made.firstLsn })
+      current = openedSegment(made, SEGMENT_HEADER_SIZE)
+    }
+    return { segments: list, current, lastLsn, durableLsn: lastLsn, checkpointLsn: plan.checkpointLsn, spare }
+  } catch (err) {
+    if (fd !== undefined) fs.closeSync(fd)
+    if (spare) discardSpare(spare)
+    throw err instanceof WalError ? err : ioError(err, 'Repairing the log at open', dir, 'open')
   }
 }

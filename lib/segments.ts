@@ -100,7 +100,7 @@ export async function prepareSpare(dir: string, backend: Backend, size: number):
   const fd = await new Promise<number>((resolve, reject) => fs.open(path, 'w+', (err, f) => (err ? reject(err) : resolve(f))))
   try {
     await backend.zeroFill(fd, 0, size)
-    await backend.sync(fd)
+    await backend.fdatasync(fd)
   } catch (err) {
     fs.closeSync(fd)
     fs.rmSync(path, { force: true })
@@ -113,8 +113,8 @@ export function prepareSpareSync(dir: string, backend: Backend, size: number): S
   const path = join(dir, spareName())
   const fd = fs.openSync(path, 'w+')
   try {
-    backend.zeroFillSync(fd, 0, size)
-    backend.syncSync(fd)
+    backend.zeroFillBlocking(fd, 0, size)
+    backend.fdatasyncBlocking(fd)
   } catch (err) {
     fs.closeSync(fd)
     fs.rmSync(path, { force: true })
@@ -169,8 +169,8 @@ export function createSegment(dir: string, backend: Backend, firstLsn: number, h
       file = tempFileSync(dir)
       if (preallocateTo > SEGMENT_HEADER_SIZE) fs.ftruncateSync(file.fd, preallocateTo)
     }
-    backend.writeSync(file.fd, encodeSegmentHeader(header, backend.crc32c), 0, SEGMENT_HEADER_SIZE, 0)
-    backend.syncSync(file.fd)
+    backend.writeBlocking(file.fd, encodeSegmentHeader(header, backend.crc32c), 0, SEGMENT_HEADER_SIZE, 0)
+    backend.fdatasyncBlocking(file.fd)
     placeSegment(file, path)
   } catch (err) {
     // The spare, if any, is consumed either way: its fd is closed and its file removed.

@@ -1,253 +1,23 @@
-// The public facade: argument checking, state, and wiring of the writer, replay,
-// recovery and lock. Backend-independent: both backends run exactly this code.
+// The public facade: argument checking and the wiring of open, the writer, the readers
+// and checkpoint deletion. Backend-independent: both backends run exactly this code.
 import * as fs from 'node:fs'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
-import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, MAX_PAYLOAD, MAX_LSN } from './format.js'
-import { jsBackend } from './js-backend.js'
-import { acquireLock, type DirLock } from './lock.js'
-import { LogWriter, type WriterSegment } from './log-writer.js'
-import { loadAddon } from './native-addon.js'
-import { nativeBackend } from './native-backend.js'
-import { normalizeBatch, normalizeOp, resolveOptions, type Operation, type Options, type ResolvedOptions } from './options.js'
-import { planPointInTime, planTail, runTailAsync, runTailSync, scanCleanTail, type RecoveryReport, type TailPlan } from './recovery.js'
-import { replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry, type ReplaySource, type TrackedReader } from './replay.js'
-import { findRemnants, hasRemnants, removeRemnants, repairWithNewSegment, type Remnants } from './repair.js'
-import { isSpareName, createSegment, discardSpare, fsCall, listSegments, prepareSpare, prepareSpareSync, readPrevLsn, syncDir, syncDirAsync, type SegmentRef, type Spare } from './segments.js'
-
-let warnedFallback = false
+import { RECORD_HEADER_SIZE, MAX_PAYLOAD, MAX_LSN } from './format.js'
+import type { DirLock } from './lock.js'
+import type { LogSource, TrackedReader } from './log-reader.js'
+import type { LogWriter } from './log-writer.js'
+import { openLog, openLogBlocking, type OpenedLog } from './open.js'
+import { normalizeBatch, normalizeOp, type Operation, type Options, type ResolvedOptions } from './options.js'
+import type { ReadOnlyView } from './read-only-view.js'
+import { replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry } from './replay.js'
+import { fsCall, readPrevLsn, syncDir, syncDirAsync, type SegmentRef } from './segments.js'
 
 /** LSNs are exact JavaScript integers: a call that would pass 2^53 - 1 is refused whole. */
 function checkLsnRoom(w: LogWriter, n: number, what: string): void {
   if (w.lastLsn + n > MAX_LSN)
     throw new WalError('WAL_INVALID', `${what}: the log has used LSNs up to ${w.lastLsn}; ${n} more would pass 2^53 - 1, the largest LSN. Start a new log.`)
-}
-
-function selectBackend(choice: ResolvedOptions['backend']): Backend {
-  if (choice === 'js') return jsBackend
-  const { addon, error } = loadAddon()
-  if (addon) return nativeBackend(addon)
-  const override = process.env.FASTWAL_NATIVE_DIR
-  const why = (error?.message.split('\n')[0] ?? 'unknown reason') + (override ? `; FASTWAL_NATIVE_DIR is set to ${override}` : '')
-  if (choice === 'native') {
-    throw new WalError(
-      'WAL_INVALID',
-      `backend: 'native' was requested but the fastwal native addon could not be loaded (${why}). ` +
-        "Reinstall to get a prebuilt binary or build from source (`npm rebuild fastwal`, needs a C++ toolchain and python3), or use backend: 'auto' or 'js'.",
-      { cause: error },
-    )
-  }
-  if (!warnedFallback) {
-    warnedFallback = true
-    process.emitWarning(
-      `fastwal: native addon unavailable (${why}); using the pure-TypeScript backend, which writes the same format more slowly. ` +
-        "Run `npm rebuild fastwal` to build it, or pass backend: 'js' to silence this warning.",
-      { code: 'FASTWAL_NATIVE_UNAVAILABLE' },
-    )
-  }
-  return jsBackend
-}
-
-interface ReadOnlyView {
-  segments: SegmentRef[]
-  /** Bytes known to hold whole records, for segments read only up to a point. */
-  limits: Map<string, number>
-}
-
-interface Opened {
-  backend: Backend
-  opts: ResolvedOptions
-  writer?: LogWriter
-  lock?: DirLock
-  view?: ReadOnlyView
-  lastLsn: number
-  checkpointLsn: number
-  report: RecoveryReport
-}
-
-function prepare(dir: unknown, options: Options | undefined): { dir: string; opts: ResolvedOptions; backend: Backend } {
-  const opts = resolveOptions(dir, options)
-  const backend = selectBackend(opts.backend)
-  // Resolved once: a later process.chdir() must not move the log.
-  return { dir: resolve(dir as string), opts, backend }
-}
-
-/** Takes the writer's lock; a spare left by a crash (only zeros) is removed under it. */
-function lockDir(dir: string, exists: boolean, opts: ResolvedOptions): DirLock | undefined {
-  if (!exists || opts.readOnly) return undefined
-  const lock = acquireLock(dir)
-  try {
-    for (const name of fs.readdirSync(dir)) if (isSpareName(name)) fs.rmSync(join(dir, name), { force: true })
-  } catch (err) {
-    lock.release()
-    throw ioError(err, 'Removing a stale preallocated file', dir, 'open')
-  }
-  return lock
-}
-
-function ensureDir(dir: string, opts: ResolvedOptions): boolean {
-  if (opts.readOnly) return fs.existsSync(dir)
-  try {
-    fs.mkdirSync(dir, { recursive: true })
-    return true
-  } catch (err) {
-    throw ioError(err, 'Creating the WAL directory', dir, 'open')
-  }
-}
-
-/**
- * A last segment that holds no record may be the new segment of a repair that a crash
- * interrupted: finish it (writable) or read around its remnants (readOnly).
- */
-function remnantsOf(dir: string, segments: SegmentRef[], plan: TailPlan, backend: Backend): Remnants | undefined {
-  const last = segments[segments.length - 1]
-  if (!last || plan.segment !== last || plan.validEnd !== SEGMENT_HEADER_SIZE || segments.length < 2) return undefined
-  const r = findRemnants(dir, segments, plan.prevLsn, backend)
-  return hasRemnants(r) ? r : undefined
-}
-
-/** Turns the recovery plan into open files; for writable opens, makes the repair durable. */
-function finishOpen(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, remnants: Remnants | undefined, lock?: DirLock, spare?: Spare): Opened {
-  const base = { backend, opts, checkpointLsn: plan.checkpointLsn, report: plan.report }
-  const drop = [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]
-  if (opts.readOnly) {
-    const gone = new Set([...drop, ...(remnants?.orphans ?? [])])
-    const limits = new Map<string, number>()
-    if (plan.segment) limits.set(plan.segment.name, plan.validEnd)
-    if (remnants?.predecessor) limits.set(remnants.predecessor.name, remnants.cut)
-    const last = segments[segments.length - 1]
-    return {
-      ...base,
-      lastLsn: Math.max(plan.keptLsn, last && plan.segment === last && plan.validEnd === SEGMENT_HEADER_SIZE ? last.firstLsn - 1 : 0),
-      view: { segments: segments.filter((s) => !gone.has(s)), limits },
-    }
-  }
-  let fd: number | undefined
-  try {
-    const prealloc = opts.preallocate ? opts.segmentSize : 0
-    let current: WriterSegment
-    let lastLsn: number
-    let durableLsn: number
-    if (plan.maxLsn > plan.keptLsn) {
-      // LSNs are dropped: their floor becomes durable (as the new segment's name) before
-      // the bytes that carried them are removed.
-      const taken = spare
-      spare = undefined // repairWithNewSegment owns it now, on failure too
-      const made = repairWithNewSegment(dir, backend, segments, { kept: plan.segment, validEnd: plan.validEnd, keptLsn: plan.keptLsn, maxLsn: plan.maxLsn, checkpointLsn: plan.checkpointLsn, drop }, prealloc, taken)
-      fd = made.fd
-      const gone = new Set(drop)
-      segments = segments.filter((s) => !gone.has(s))
-      segments.push({ name: made.name, firstLsn: made.firstLsn })
-      current = { ...made, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE, dirSynced: true }
-      lastLsn = made.firstLsn - 1
-      durableLsn = plan.keptLsn
-    } else {
-      if (plan.segment) {
-        // Cut first, then remove dropped segments: a crash in between leaves a clean log.
-        const seg = plan.segment
-        const path = join(dir, seg.name)
-        fd = fs.openSync(path, 'r+')
-        const size = fs.fstatSync(fd).size
-        if (plan.validEnd < plan.dataEnd || (!opts.preallocate && size !== plan.validEnd)) fs.ftruncateSync(fd, plan.validEnd)
-        if (opts.preallocate && fs.fstatSync(fd).size < opts.segmentSize) fs.ftruncateSync(fd, opts.segmentSize)
-        backend.syncSync(fd)
-        const empty = plan.validEnd === SEGMENT_HEADER_SIZE
-        current = { name: seg.name, path, firstLsn: seg.firstLsn, prevLsn: plan.prevLsn, fd, end: plan.validEnd, written: plan.validEnd, dirSynced: true }
-        lastLsn = Math.max(plan.maxLsn, plan.keptLsn, empty ? seg.firstLsn - 1 : 0)
-      }
-      for (const d of drop) {
-        fs.rmSync(join(dir, d.name), { force: true })
-        segments = segments.filter((s) => s !== d)
-      }
-      if (drop.length > 0) syncDir(dir, 'open')
-      if (!plan.segment) {
-        const taken = spare
-        spare = undefined // createSegment owns it now, on failure too
-        lastLsn = Math.max(plan.maxLsn, plan.keptLsn)
-        const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }, prealloc, taken)
-        fd = made.fd
-        segments.push({ name: made.name, firstLsn: made.firstLsn })
-        current = { ...made, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE, dirSynced: true }
-      }
-      durableLsn = lastLsn!
-    }
-    const writer = new LogWriter(dir, backend, opts, { segments, current: current!, lastLsn: lastLsn!, durableLsn, checkpointLsn: plan.checkpointLsn })
-    if (spare) writer.adoptSpare(spare)
-    return { ...base, writer, lock, lastLsn: lastLsn! }
-  } catch (err) {
-    if (fd !== undefined) fs.closeSync(fd)
-    if (spare) discardSpare(spare)
-    throw err instanceof WalError ? err : ioError(err, 'Repairing the log at open', dir, 'open')
-  }
-}
-
-/** Open continues in a new segment: the log is new, or the repair drops LSNs. */
-function needsNewSegment(plan: TailPlan): boolean {
-  return !plan.segment || plan.maxLsn > plan.keptLsn
-}
-
-/**
- * Plans the open. A writable open first finishes a repair that a crash interrupted
- * (its remnants are removed before anything else is judged); a readOnly one reads
- * around them.
- */
-function planOpen(dir: string, segments: SegmentRef[], backend: Backend, opts: ResolvedOptions, fast: TailPlan | undefined): { plan: TailPlan; remnants?: Remnants; segs: SegmentRef[] } {
-  let plan = planRecovery(dir, segments, backend, opts.recovery, fast)
-  const remnants = remnantsOf(dir, segments, plan, backend)
-  if (!remnants || opts.readOnly) return { plan, remnants, segs: segments }
-  const last = segments[segments.length - 1]
-  if (opts.recovery === 'strict')
-    throw new WalError(
-      'WAL_CORRUPT',
-      `A repair of the log in ${dir} was interrupted (segment ${last.name} continues after LSN ${plan.prevLsn}; ${remnants.orphans.length} segment(s) and ${remnants.size - remnants.cut} byte(s) of ${remnants.predecessor?.name ?? 'none'} are left to remove). Nothing was changed. Open with recovery: "tolerate-tail" or "point-in-time" to finish it.`,
-      { segment: last.name, offset: 0 },
-    )
-  removeRemnants(dir, backend, remnants)
-  plan = { ...plan, report: { ...plan.report, truncatedBytes: plan.report.truncatedBytes + remnants.droppedBytes, droppedEntries: plan.report.droppedEntries + remnants.droppedEntries, droppedBatches: plan.report.droppedBatches + remnants.droppedBatches } }
-  const gone = new Set(remnants.orphans)
-  const segs = segments.filter((s) => !gone.has(s))
-  if (opts.recovery === 'point-in-time') plan = planPointInTime(dir, segs, backend, plan) ?? plan
-  return { plan, segs }
-}
-
-/** The recovery plan: the streamed clean-tail result if there is one, else the full analysis. */
-function planRecovery(dir: string, segments: SegmentRef[], backend: Backend, mode: ResolvedOptions['recovery'], fast: TailPlan | undefined): TailPlan {
-  const tail = fast ?? planTail(dir, segments, backend, mode)
-  if (mode !== 'point-in-time') return tail
-  return planPointInTime(dir, segments, backend, tail) ?? tail
-}
-
-/** Runs fn on the last segment opened for reading; closes it when fn (or its promise) is done. */
-function withLastSegment<T>(path: string, fn: (fd: number, size: number) => T): T {
-  const wrap = (err: unknown) => (err instanceof WalError ? err : ioError(err, 'Reading the last segment', path, 'open'))
-  let fd: number
-  try {
-    fd = fs.openSync(path, 'r')
-  } catch (err) {
-    throw wrap(err)
-  }
-  let result: T
-  try {
-    result = fn(fd, fs.fstatSync(fd).size)
-  } catch (err) {
-    fs.closeSync(fd)
-    throw wrap(err)
-  }
-  if (!(result instanceof Promise)) {
-    fs.closeSync(fd)
-    return result
-  }
-  return result.then(
-    (v) => {
-      fs.closeSync(fd)
-      return v
-    },
-    (err) => {
-      fs.closeSync(fd)
-      throw wrap(err)
-    },
-  ) as T
 }
 
 /** Options of replay and replayBatches. */
@@ -267,9 +37,8 @@ export class WriteAheadLog {
   private readonly opts: ResolvedOptions
   private readonly writer: LogWriter | undefined
   private readonly lock: DirLock | undefined
+  /** The readOnly handle's view; undefined for a writer. */
   private readonly view: ReadOnlyView | undefined
-  private readonly readOnlyLastLsn: number
-  private readonly readOnlyCheckpointLsn: number
   private cpLsn: number
   private closing: Promise<void> | undefined
   private closedFlag = false
@@ -284,69 +53,37 @@ export class WriteAheadLog {
   private finalReap = false
   private readonly prevLsnOf = new Map<string, number>()
 
-  private constructor(dir: string, o: Opened) {
-    this.dir = dir
+  private constructor(o: OpenedLog) {
+    this.dir = o.dir
     this.impl = o.backend
     this.backend = o.backend.kind
     this.opts = o.opts
     this.writer = o.writer
     this.lock = o.lock
     this.view = o.view
-    this.readOnlyLastLsn = o.lastLsn
-    this.readOnlyCheckpointLsn = o.checkpointLsn
     this.cpLsn = o.checkpointLsn
     this.recovery = Object.freeze({ ...o.report })
   }
 
   /** Opens (creating if needed) the log in `dir`, recovering its tail. */
   static async open(dir: string, options?: Options): Promise<WriteAheadLog> {
-    const p = prepare(dir, options)
-    const { opts, backend } = p
-    const exists = ensureDir(p.dir, opts)
-    const lock = lockDir(p.dir, exists, opts)
-    try {
-      const segments = exists ? listSegments(p.dir) : []
-      const last = segments[segments.length - 1]
-      // The common case (a clean tail) is read in chunks on the thread pool.
-      const fast = last ? await withLastSegment(join(p.dir, last.name), (fd, size) => runTailAsync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
-      const { plan, remnants, segs } = planOpen(p.dir, segments, backend, opts, fast)
-      // A new segment is zero-filled on the thread pool before open resolves.
-      const spare = lock && needsNewSegment(plan) && opts.preallocate ? await prepareSpare(p.dir, backend, opts.segmentSize) : undefined
-      return new WriteAheadLog(p.dir, finishOpen(p.dir, backend, opts, segs, plan, remnants, lock, spare))
-    } catch (err) {
-      lock?.release()
-      throw err instanceof WalError ? err : ioError(err, 'Opening the log', p.dir, 'open')
-    }
+    return new WriteAheadLog(await openLog(dir, options))
   }
 
   static openSync(dir: string, options?: Options): WriteAheadLog {
-    const p = prepare(dir, options)
-    const { opts, backend } = p
-    const exists = ensureDir(p.dir, opts)
-    const lock = lockDir(p.dir, exists, opts)
-    try {
-      const segments = exists ? listSegments(p.dir) : []
-      const last = segments[segments.length - 1]
-      const fast = last ? withLastSegment(join(p.dir, last.name), (fd, size) => runTailSync(scanCleanTail(last, size, backend, opts.recovery), fd)) : undefined
-      const { plan, remnants, segs } = planOpen(p.dir, segments, backend, opts, fast)
-      const spare = lock && needsNewSegment(plan) && opts.preallocate ? prepareSpareSync(p.dir, backend, opts.segmentSize) : undefined
-      return new WriteAheadLog(p.dir, finishOpen(p.dir, backend, opts, segs, plan, remnants, lock, spare))
-    } catch (err) {
-      lock?.release()
-      throw err instanceof WalError ? err : ioError(err, 'Opening the log', p.dir, 'open')
-    }
+    return new WriteAheadLog(openLogBlocking(dir, options))
   }
 
   get lastLsn(): number {
-    return this.writer ? this.writer.lastLsn : this.readOnlyLastLsn
+    return (this.writer ?? this.view!).lastLsn
   }
 
   get durableLsn(): number {
-    return this.writer ? this.writer.durableLsn : this.readOnlyLastLsn
+    return this.writer ? this.writer.durableLsn : this.view!.lastLsn
   }
 
   get checkpointLsn(): number {
-    return this.writer ? this.cpLsn : this.readOnlyCheckpointLsn
+    return this.cpLsn
   }
 
   // --- appends -------------------------------------------------------------------------
@@ -407,14 +144,14 @@ export class WriteAheadLog {
   appendSync(op: Operation): number {
     const w = this.writable('appendSync')
     const lsn = this.stageOne(w, op, 'appendSync')
-    w.settleSync()
+    w.settleBlocking()
     return lsn
   }
 
   appendBatchSync(ops: Operation[]): { first: number; last: number } {
     const w = this.writable('appendBatchSync')
     const r = this.stageBatch(w, ops)
-    w.settleSync()
+    w.settleBlocking()
     return r
   }
 
@@ -429,15 +166,21 @@ export class WriteAheadLog {
 
   // --- replay --------------------------------------------------------------------------
 
-  private source(): ReplaySource {
+  /** Segments replay may read: a checkpoint's freed segments stay readable until the readers that need them pass. */
+  private segments(): readonly SegmentRef[] {
+    const w = this.writer
+    if (!w) return this.view!.segments
+    return this.doomed.length > 0 ? [...this.doomed, ...w.segments] : w.segments
+  }
+
+  private source(): LogSource {
     const w = this.writer
     const v = this.view
     return {
       dir: this.dir,
       backend: this.impl,
-      // Segments a checkpoint freed stay readable until the readers that need them pass.
-      segments: () => (w ? (this.doomed.length > 0 ? [...this.doomed, ...w.segments] : w.segments) : v!.segments),
-      limitFor: (name) => (w ? w.writtenEnd(name) : (v!.limits.get(name) ?? -1)),
+      segments: () => this.segments(),
+      limitFor: w ? (name) => w.writtenEnd(name) : (name) => v!.limitFor(name),
       checkpointLsn: () => this.checkpointLsn,
       firstLsn: () => this.firstLsn,
       track: (reader) => {
@@ -469,8 +212,7 @@ export class WriteAheadLog {
    * header's prevLsn. Segments a checkpoint freed count while a reader keeps them.
    */
   get firstLsn(): number {
-    const w = this.writer
-    const first = w ? (this.doomed[0] ?? w.segments[0]) : this.view?.segments[0]
+    const first = this.segments()[0]
     const last = this.lastLsn
     if (!first) return last + 1
     let prev = this.prevLsnOf.get(first.name)
@@ -481,9 +223,10 @@ export class WriteAheadLog {
     return Math.min(prev + 1, last + 1)
   }
 
+  /** A writer's reader first has everything staged handed to the OS, so it reads it. */
   private flushBeforeRead(): (() => Promise<void>) | undefined {
     const w = this.writer
-    return w ? () => w.flushWrites() : undefined
+    return w ? () => w.writeStaged() : undefined
   }
 
   /** Entries with lsn >= from (default: after the latest checkpoint), committed batches only. */
@@ -499,7 +242,7 @@ export class WriteAheadLog {
 
   replaySync(opts?: { from?: number }): IterableIterator<Entry> {
     const { from } = this.readOptions('replaySync', opts, false)
-    if (this.writer && !this.writer.failed) this.writer.drainSync(false)
+    if (this.writer && !this.writer.failed) this.writer.drainBlocking(false)
     return replayEntriesSync(this.source(), from)
   }
 
@@ -518,14 +261,9 @@ export class WriteAheadLog {
     // Closed meanwhile (closeSync made the record durable): a closed handle deletes
     // nothing; a later checkpoint frees these segments again.
     if (this.closedFlag) return
-    // Segment i holds only LSNs below segment i+1's name: it is freed when that name - 1 <= lsn.
-    const segs = w.segments
-    let freed = 0
-    while (segs.length - freed > 1 && segs[freed + 1].firstLsn - 1 <= lsn) freed++
     // Out of the writer's list before the first await, so a concurrent checkpoint sees the rest.
-    this.doomed.push(...segs.splice(0, freed))
+    this.doomed.push(...w.deleteThrough(lsn))
     await this.reap() // after any deletion already under way
-
   }
 
   /**
@@ -611,7 +349,7 @@ export class WriteAheadLog {
     try {
       if (w && !w.failed) {
         try {
-          w.drainSync(true)
+          w.drainBlocking(true)
         } catch (err) {
           failure = err // the pending appends were rejected with WAL_IO too
         }

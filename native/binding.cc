@@ -1,9 +1,13 @@
 // N-API surface of the native backend. Thin on purpose: TypeScript validates user input
-// and owns all policy; this layer checks its own arguments (it never trusts JS), does the
-// encoding, CRC, write, sync and read+scan, and runs blocking calls off the event loop
-// for the promise-returning functions.
+// and owns all policy; this layer checks its own arguments (it never trusts JS), hands
+// them to the codec (encoding, CRC, scanning: codec.cc, crc32c.cc) and the file
+// primitives (file_io.cc), and runs blocking calls off the event loop for the
+// promise-returning functions. What may be encoded and how a batch or checkpoint is laid
+// out are the codec's rules; this file only turns JS values into their arguments.
 //
 // Rules every function here follows:
+// - Every entry point is a raw N-API callback built from the helpers below (one set of
+//   argument checks for all of them); node-addon-api only registers the module.
 // - Every napi_* status is checked. A failed call leaves a JS exception pending (the one
 //   that made it fail, or an Error thrown here naming the call) and no output of the
 //   failed call is used. A second exception is never thrown on top of a pending one.
@@ -36,8 +40,7 @@
 namespace fastwal {
 namespace {
 
-constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1
-constexpr uint64_t kMaxSafeInt = 9007199254740991u;
+constexpr double kMaxSafe = 9007199254740991.0;  // 2^53 - 1: integers a JS number holds exactly
 constexpr double kMaxFd = 2147483647.0;
 
 // --- Errors ---------------------------------------------------------------------------
@@ -60,6 +63,9 @@ bool ThrowType(napi_env env, const std::string& msg) {
 bool ThrowType(napi_env env, const char* what, const char* problem) {
   return ThrowType(env, std::string("fastwal native: ") + what + problem);
 }
+
+// Arguments the codec refuses (a Check* function's answer).
+bool ThrowRefused(napi_env env, const char* why) { return ThrowType(env, std::string("fastwal native: ") + why); }
 
 bool ThrowError(napi_env env, const char* msg) {
   if (!ExceptionPending(env)) static_cast<void>(napi_throw_error(env, nullptr, msg));
@@ -193,14 +199,6 @@ bool GetBool(napi_env env, napi_value v, const char* what, bool* out) {
   return true;
 }
 
-// node-addon-api adapters for the functions still written against it (tryLock/unlock).
-bool GetFd(const Napi::Value& v, int* fd) { return GetFd(v.Env(), v, fd); }
-
-Napi::Value ThrowIo(Napi::Env env, const IoResult& r) {
-  ThrowIoError(env, r);
-  return Napi::Value();
-}
-
 // Whether [a, a + alen) and [b, b + blen) share a byte. Compared as integers: the ranges
 // may lie in unrelated allocations, where pointer ordering is unspecified.
 bool Overlaps(const uint8_t* a, size_t alen, const uint8_t* b, size_t blen) {
@@ -233,13 +231,13 @@ napi_value Entry(napi_env env, napi_callback_info info) {
 
 // --- CRC --------------------------------------------------------------------------------
 
-bool CrcImplementation(napi_env env, napi_callback_info info, napi_value* result) {
+bool JsCrc32cImplementation(napi_env env, napi_callback_info info, napi_value* result) {
   FW_NAPI(env, napi_create_string_utf8, Crc32cImplementation(), NAPI_AUTO_LENGTH, result);
   return true;
 }
 
 // crc32c(data, seed?)
-bool Crc(napi_env env, napi_callback_info info, napi_value* result) {
+bool JsCrc32c(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[2];
   if (!Args(env, info, argv)) return false;
   Bytes data;
@@ -253,22 +251,24 @@ bool Crc(napi_env env, napi_callback_info info, napi_value* result) {
 }
 
 // --- Encoding ---------------------------------------------------------------------------
-// crc32c, encodeRecord and encodeBatch run once per append or batch: raw N-API, one
-// napi_get_typedarray_info per buffer.
+// crc32c, encodeRecord and encodeBatch run once per append or batch: one
+// napi_get_typedarray_info per buffer. The codec's Check* functions decide what is
+// encodable; the encoders lay the records out.
 
 bool RoomFor(napi_env env, size_t cap, uint64_t pos, uint64_t need) {
   if (pos > cap || need > cap - pos) return ThrowType(env, "fastwal native: output buffer too small");
   return true;
 }
 
-bool NotOverlapping(napi_env env, const uint8_t* dst, uint64_t need, const Bytes& in, const char* what) {
-  if (Overlaps(dst, static_cast<size_t>(need), in.data, in.len))
+bool NotOverlapping(napi_env env, const uint8_t* dst, uint64_t need, const uint8_t* in, size_t in_len,
+                    const char* what) {
+  if (Overlaps(dst, static_cast<size_t>(need), in, in_len))
     return ThrowType(env, what, " must not overlap the bytes being written");
   return true;
 }
 
 // encodeRecord(out, pos, type, lsn, mark, key, value?) -> end position. Standalone PUT/DEL.
-bool EncodeOne(napi_env env, napi_callback_info info, napi_value* result) {
+bool JsEncodeRecord(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[7];
   if (!Args(env, info, argv)) return false;
   Bytes out, key, value;
@@ -278,23 +278,21 @@ bool EncodeOne(napi_env env, napi_callback_info info, napi_value* result) {
       !GetUint(env, argv[4], "mark", kMaxSafe, &mark) || !GetBytes(env, argv[5], "key", &key) ||
       !GetOptionalBytes(env, argv[6], "value", &value))
     return false;
-  if (type != kPut && type != kDel) return ThrowType(env, "fastwal native: type must be PUT or DEL");
-  if (type == kDel && value.len) return ThrowType(env, "fastwal native: DEL has no value");
-  if (lsn == 0 || mark > lsn) return ThrowType(env, "fastwal native: bad lsn/mark");
-  if (key.len > kMaxPayload || value.len > kMaxPayload - key.len)
-    return ThrowType(env, "fastwal native: record too large");
-  const uint64_t need = kRecordHeaderSize + key.len + value.len;
+  const Op op{static_cast<uint8_t>(type), key.data, key.len, value.data, value.len};
+  if (const char* bad = CheckRecord(op.type, op.key_len, op.value_len, lsn, mark)) return ThrowRefused(env, bad);
+  const uint64_t need = OpRecordSize(op);
   if (!RoomFor(env, out.len, pos, need)) return false;
   uint8_t* dst = out.data + pos;
-  if (!NotOverlapping(env, dst, need, key, "key") || !NotOverlapping(env, dst, need, value, "value")) return false;
-  const size_t n = EncodeRecord(dst, static_cast<uint8_t>(type), 0, static_cast<uint32_t>(key.len), lsn, mark,
-                                key.data, key.len, value.data, value.len);
+  if (!NotOverlapping(env, dst, need, key.data, key.len, "key") ||
+      !NotOverlapping(env, dst, need, value.data, value.len, "value"))
+    return false;
+  const size_t n = EncodeOp(dst, op, lsn, mark);
   return MakeDouble(env, static_cast<double>(pos + n), result);
 }
 
 // encodeBatch(out, pos, types, keys, values, first, mark) -> end position.
-// Writes BEGIN, every operation (flagged as batch members) and COMMIT in one pass.
-bool EncodeBatch(napi_env env, napi_callback_info info, napi_value* result) {
+// Writes the whole batch (codec.h EncodeBatch: BEGIN, the operations, COMMIT) in one pass.
+bool JsEncodeBatch(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[7];
   if (!Args(env, info, argv)) return false;
   Bytes out, types;
@@ -313,12 +311,10 @@ bool EncodeBatch(napi_env env, napi_callback_info info, napi_value* result) {
   const size_t count = types.len;
   if (count == 0 || count > 0xFFFFFFFFu || nk != count || nv != count)
     return ThrowType(env, "fastwal native: batch arrays must have the same, non-zero length");
-  // LSNs first .. first + count - 1 must all be in [1, 2^53 - 1]; written so nothing overflows.
-  if (first == 0 || count - 1 > kMaxSafeInt - first || mark >= first)
-    return ThrowType(env, "fastwal native: bad lsn/mark");
+  if (const char* bad = CheckBatch(count, first, mark)) return ThrowRefused(env, bad);
   // Every record takes at least a header: bounds count by the memory the caller gave us
   // before anything is allocated for it.
-  if (!RoomFor(env, out.len, pos, (count + 2) * kRecordHeaderSize + 8)) return false;
+  if (!RoomFor(env, out.len, pos, MinBatchSize(count))) return false;
 
   // Element access can run JS (index getters), which may detach or resize any buffer: take
   // every element first, and only then the pointers (out and types again included).
@@ -331,45 +327,34 @@ bool EncodeBatch(napi_env env, napi_callback_info info, napi_value* result) {
   if (!GetBytes(env, argv[0], "out", &out) || !GetBytes(env, argv[2], "types", &types)) return false;
   if (types.len != count) return ThrowType(env, "fastwal native: batch arrays must have the same, non-zero length");
 
-  struct Op {
-    uint8_t type;
-    Bytes key, value;
-  };
   std::vector<Op> ops(count);
-  uint64_t need = 2 * kRecordHeaderSize + 8;
   for (uint32_t i = 0; i < count; ++i) {
     Op& op = ops[i];
     op.type = types.data[i];  // read once: the encoder uses this copy
-    if (op.type != kPut && op.type != kDel) return ThrowType(env, "fastwal native: type must be PUT or DEL");
-    if (!GetBytes(env, kv[i], "key", &op.key) || !GetOptionalBytes(env, vv[i], "value", &op.value)) return false;
-    if (op.type == kDel && op.value.len) return ThrowType(env, "fastwal native: DEL has no value");
-    if (op.key.len > kMaxPayload || op.value.len > kMaxPayload - op.key.len)
-      return ThrowType(env, "fastwal native: record too large");
-    need += kRecordHeaderSize + op.key.len + op.value.len;  // <= 2^32 * 2^31: no overflow
+    // The type first (lengths 0 pass the other checks), then the buffers.
+    if (const char* bad = CheckOp(op.type, 0, 0)) return ThrowRefused(env, bad);
+    Bytes key, value;
+    if (!GetBytes(env, kv[i], "key", &key) || !GetOptionalBytes(env, vv[i], "value", &value)) return false;
+    op.key = key.data;
+    op.key_len = key.len;
+    op.value = value.data;
+    op.value_len = value.len;
+    if (const char* bad = CheckOp(op.type, op.key_len, op.value_len)) return ThrowRefused(env, bad);
   }
+  const uint64_t need = BatchSize(ops.data(), count);
   if (!RoomFor(env, out.len, pos, need)) return false;
   uint8_t* const dst = out.data + pos;
-  if (!NotOverlapping(env, dst, need, types, "types")) return false;
+  if (!NotOverlapping(env, dst, need, types.data, types.len, "types")) return false;
   for (const Op& op : ops)
-    if (!NotOverlapping(env, dst, need, op.key, "key") || !NotOverlapping(env, dst, need, op.value, "value"))
+    if (!NotOverlapping(env, dst, need, op.key, op.key_len, "key") ||
+        !NotOverlapping(env, dst, need, op.value, op.value_len, "value"))
       return false;
-
-  uint8_t* p = dst;
-  const uint32_t n32 = static_cast<uint32_t>(count);
-  p += EncodeRecord(p, kBegin, 0, n32, first, mark, nullptr, 0, nullptr, 0);
-  for (uint32_t i = 0; i < count; ++i) {
-    const Op& op = ops[i];
-    p += EncodeRecord(p, op.type, kFlagBatch, static_cast<uint32_t>(op.key.len), first + i, mark, op.key.data,
-                      op.key.len, op.value.data, op.value.len);
-  }
-  uint8_t begin_le[8];
-  for (int b = 0; b < 8; ++b) begin_le[b] = static_cast<uint8_t>(first >> (8 * b));
-  p += EncodeRecord(p, kCommit, 0, n32, first + count - 1, mark, begin_le, 8, nullptr, 0);
-  return MakeDouble(env, static_cast<double>(pos + static_cast<uint64_t>(p - dst)), result);
+  const size_t n = EncodeBatch(dst, ops.data(), count, first, mark);
+  return MakeDouble(env, static_cast<double>(pos + n), result);
 }
 
 // encodeCheckpoint(out, pos, lsn, mark, checkpointLsn) -> end position.
-bool EncodeCheckpoint(napi_env env, napi_callback_info info, napi_value* result) {
+bool JsEncodeCheckpoint(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[5];
   if (!Args(env, info, argv)) return false;
   Bytes out;
@@ -378,11 +363,9 @@ bool EncodeCheckpoint(napi_env env, napi_callback_info info, napi_value* result)
       !GetUint(env, argv[2], "lsn", kMaxSafe, &lsn) || !GetUint(env, argv[3], "mark", kMaxSafe, &mark) ||
       !GetUint(env, argv[4], "checkpointLsn", kMaxSafe, &cp))
     return false;
-  if (lsn == 0 || mark > lsn) return ThrowType(env, "fastwal native: bad lsn/mark");
-  if (!RoomFor(env, out.len, pos, kRecordHeaderSize + 8)) return false;
-  uint8_t le[8];
-  for (int b = 0; b < 8; ++b) le[b] = static_cast<uint8_t>(cp >> (8 * b));
-  const size_t n = EncodeRecord(out.data + pos, kCheckpoint, 0, 0, lsn, mark, le, 8, nullptr, 0);
+  if (const char* bad = CheckCheckpoint(lsn, mark, cp)) return ThrowRefused(env, bad);
+  if (!RoomFor(env, out.len, pos, kCheckpointRecordSize)) return false;
+  const size_t n = EncodeCheckpoint(out.data + pos, lsn, mark, cp);
   return MakeDouble(env, static_cast<double>(pos + n), result);
 }
 
@@ -421,7 +404,7 @@ bool ScanArgs(napi_env env, napi_callback_info info, Bytes* buf, uint64_t* start
 }
 
 // scan(buf, start, end) -> [end, status, stop, need, index]
-bool Scan(napi_env env, napi_callback_info info, napi_value* result) {
+bool JsScan(napi_env env, napi_callback_info info, napi_value* result) {
   Bytes buf;
   uint64_t start = 0, end = 0;
   if (!ScanArgs(env, info, &buf, &start, &end)) return false;
@@ -431,7 +414,7 @@ bool Scan(napi_env env, napi_callback_info info, napi_value* result) {
 }
 
 // findNextRecord(buf, start, end) -> offset of the next valid record, or end.
-bool FindNext(napi_env env, napi_callback_info info, napi_value* result) {
+bool JsFindNextRecord(napi_env env, napi_callback_info info, napi_value* result) {
   Bytes buf;
   uint64_t start = 0, end = 0;
   if (!ScanArgs(env, info, &buf, &start, &end)) return false;
@@ -478,7 +461,11 @@ bool ZeroArgs(napi_env env, const napi_value* argv, int* fd, uint64_t* off, uint
          GetUint(env, argv[2], "length", kMaxSafe, len);
 }
 
-bool WriteSync(napi_env env, napi_callback_info info, napi_value* result) {
+// The *Blocking functions run on the calling thread; the others return a promise and run
+// on the libuv pool. Nothing syncs unless its name says so (or write's dataSync flag).
+
+// writeBlocking(fd, buf, off, len, position): writes, does not sync.
+bool JsWriteBlocking(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[5];
   IoArgs a;
   if (!Args(env, info, argv) || !WriteArgs(env, argv, &a)) return false;
@@ -487,7 +474,8 @@ bool WriteSync(napi_env env, napi_callback_info info, napi_value* result) {
   return true;
 }
 
-bool SyncSync(napi_env env, napi_callback_info info, napi_value* result) {
+// fdatasyncBlocking(fd)
+bool JsFdatasyncBlocking(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[1];
   int fd = -1;
   if (!Args(env, info, argv) || !GetFd(env, argv[0], &fd)) return false;
@@ -496,7 +484,8 @@ bool SyncSync(napi_env env, napi_callback_info info, napi_value* result) {
   return true;
 }
 
-bool ZeroFillSync(napi_env env, napi_callback_info info, napi_value* result) {
+// zeroFillBlocking(fd, offset, length)
+bool JsZeroFillBlocking(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[3];
   int fd = -1;
   uint64_t off = 0, len = 0;
@@ -506,7 +495,8 @@ bool ZeroFillSync(napi_env env, napi_callback_info info, napi_value* result) {
   return true;
 }
 
-bool ReadScanSync(napi_env env, napi_callback_info info, napi_value* result) {
+// readScanBlocking(fd, buf, position) -> [bytes, status, stop, need, index]
+bool JsReadScanBlocking(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[3];
   IoArgs a;
   if (!Args(env, info, argv) || !ReadArgs(env, argv, &a)) return false;
@@ -524,7 +514,7 @@ bool ReadScanSync(napi_env env, napi_callback_info info, napi_value* result) {
 // (the TypeScript layer owns these buffers and never does).
 class Job {
  public:
-  enum Kind { kWrite, kWriteSync, kSync, kZero, kReadScan };
+  enum Kind { kWrite, kWriteThenDataSync, kDataSync, kZeroFill, kReadScan };
 
   explicit Job(Kind kind) : kind_(kind) {}
 
@@ -568,14 +558,14 @@ class Job {
   void Run() {
     switch (kind_) {
       case kWrite:
-      case kWriteSync:
+      case kWriteThenDataSync:
         result_ = WriteAll(io.fd, io.data, io.len, io.position);
-        if (!result_.err && kind_ == kWriteSync) result_ = DataSync(io.fd);
+        if (!result_.err && kind_ == kWriteThenDataSync) result_ = DataSync(io.fd);
         break;
-      case kSync:
+      case kDataSync:
         result_ = DataSync(io.fd);
         break;
-      case kZero:
+      case kZeroFill:
         result_ = ZeroFill(io.fd, io.position, zero_len);
         break;
       case kReadScan:
@@ -655,39 +645,44 @@ class Job {
   std::vector<double> index_;
 };
 
-// write(fd, buf, off, len, position, sync) -> Promise<void>: one pool hop for write+fdatasync.
-bool Write(napi_env env, napi_callback_info info, napi_value* result) {
+// write(fd, buf, off, len, position, dataSync) -> Promise<void>. With dataSync the write
+// and then an fdatasync run in one pool hop.
+bool JsWrite(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[6];
   IoArgs a;
-  bool sync = false;
-  if (!Args(env, info, argv) || !WriteArgs(env, argv, &a) || !GetBool(env, argv[5], "sync", &sync)) return false;
-  Job* job = new Job(sync ? Job::kWriteSync : Job::kWrite);
+  bool data_sync = false;
+  if (!Args(env, info, argv) || !WriteArgs(env, argv, &a) || !GetBool(env, argv[5], "dataSync", &data_sync))
+    return false;
+  Job* job = new Job(data_sync ? Job::kWriteThenDataSync : Job::kWrite);
   job->io = a;
   return Job::Start(env, job, argv[1], result);
 }
 
-bool Sync(napi_env env, napi_callback_info info, napi_value* result) {
+// fdatasync(fd) -> Promise<void>
+bool JsFdatasync(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[1];
   int fd = -1;
   if (!Args(env, info, argv) || !GetFd(env, argv[0], &fd)) return false;
-  Job* job = new Job(Job::kSync);
+  Job* job = new Job(Job::kDataSync);
   job->io.fd = fd;
   return Job::Start(env, job, nullptr, result);
 }
 
-bool ZeroFillAsync(napi_env env, napi_callback_info info, napi_value* result) {
+// zeroFill(fd, offset, length) -> Promise<void>
+bool JsZeroFill(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[3];
   int fd = -1;
   uint64_t off = 0, len = 0;
   if (!Args(env, info, argv) || !ZeroArgs(env, argv, &fd, &off, &len)) return false;
-  Job* job = new Job(Job::kZero);
+  Job* job = new Job(Job::kZeroFill);
   job->io.fd = fd;
   job->io.position = off;
   job->zero_len = len;
   return Job::Start(env, job, nullptr, result);
 }
 
-bool ReadScan(napi_env env, napi_callback_info info, napi_value* result) {
+// readScan(fd, buf, position) -> Promise<[bytes, status, stop, need, index]>
+bool JsReadScan(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[3];
   IoArgs a;
   if (!Args(env, info, argv) || !ReadArgs(env, argv, &a)) return false;
@@ -697,24 +692,70 @@ bool ReadScan(napi_env env, napi_callback_info info, napi_value* result) {
 }
 
 // tryLock(fd) -> true if taken, false if another holder has it; throws on other errors.
-Napi::Value TryLockFd(const Napi::CallbackInfo& info) {
-  int fd;
-  if (!GetFd(info[0], &fd)) return info.Env().Undefined();
-  IoResult r = TryLock(fd);
-  if (r.err == EWOULDBLOCK || r.err == EAGAIN) return Napi::Boolean::New(info.Env(), false);
-  if (r.err) return ThrowIo(info.Env(), r);
-  return Napi::Boolean::New(info.Env(), true);
+bool JsTryLock(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[1];
+  int fd = -1;
+  if (!Args(env, info, argv) || !GetFd(env, argv[0], &fd)) return false;
+  const IoResult r = TryLock(fd);
+  const bool held_elsewhere = r.err == EWOULDBLOCK || r.err == EAGAIN;
+  if (r.err && !held_elsewhere) return ThrowIoError(env, r);
+  FW_NAPI(env, napi_get_boolean, !held_elsewhere, result);
+  return true;
 }
 
-Napi::Value UnlockFd(const Napi::CallbackInfo& info) {
-  int fd;
-  if (!GetFd(info[0], &fd)) return info.Env().Undefined();
-  IoResult r = Unlock(fd);
-  if (r.err) return ThrowIo(info.Env(), r);
-  return info.Env().Undefined();
+// unlock(fd)
+bool JsUnlock(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[1];
+  int fd = -1;
+  if (!Args(env, info, argv) || !GetFd(env, argv[0], &fd)) return false;
+  const IoResult r = Unlock(fd);
+  if (r.err) return ThrowIoError(env, r);
+  return true;
 }
 
 // --- Registration -----------------------------------------------------------------------
+
+// exports.format: the on-disk format constants this addon was compiled with (codec.h).
+// lib/native-addon.ts compares each with lib/format.ts when it loads the addon and refuses
+// an addon built from a different format, so the two can never silently disagree.
+bool ExportFormat(napi_env env, napi_value exports) {
+  struct Constant {
+    const char* name;
+    double value;
+  };
+  static const Constant kConstants[] = {
+      {"recordHeaderSize", static_cast<double>(kRecordHeaderSize)},
+      {"maxPayload", static_cast<double>(kMaxPayload)},
+      {"maxLsn", static_cast<double>(kMaxLsn)},
+      {"typePut", kPut},
+      {"typeDel", kDel},
+      {"typeBegin", kBegin},
+      {"typeCommit", kCommit},
+      {"typeCheckpoint", kCheckpoint},
+      {"flagBatch", kFlagBatch},
+      {"ixStride", static_cast<double>(kIndexStride)},
+      {"ixPos", kIxPos},
+      {"ixLength", kIxLength},
+      {"ixType", kIxType},
+      {"ixAux", kIxAux},
+      {"ixLsn", kIxLsn},
+      {"ixMark", kIxMark},
+      {"scanEnd", kScanEnd},
+      {"scanNeedMore", kScanNeedMore},
+      {"scanBad", kScanBad},
+      {"scanZero", kScanZero},
+  };
+  napi_value format;
+  FW_NAPI(env, napi_create_object, &format);
+  for (const Constant& c : kConstants) {
+    napi_value v;
+    if (!MakeDouble(env, c.value, &v)) return false;
+    FW_NAPI(env, napi_set_named_property, format, c.name, v);
+  }
+  FW_NAPI(env, napi_object_freeze, format);
+  FW_NAPI(env, napi_set_named_property, exports, "format", format);
+  return true;
+}
 
 bool Register(napi_env env, napi_value exports) {
   struct Export {
@@ -722,42 +763,40 @@ bool Register(napi_env env, napi_value exports) {
     napi_callback cb;
   };
   static const Export kExports[] = {
-      {"crc32c", Entry<Crc>},
-      {"crc32cImplementation", Entry<CrcImplementation>},
-      {"encodeRecord", Entry<EncodeOne>},
-      {"encodeBatch", Entry<EncodeBatch>},
-      {"encodeCheckpoint", Entry<EncodeCheckpoint>},
-      {"scan", Entry<Scan>},
-      {"findNextRecord", Entry<FindNext>},
-      {"writeSync", Entry<WriteSync>},
-      {"syncSync", Entry<SyncSync>},
-      {"zeroFillSync", Entry<ZeroFillSync>},
-      {"write", Entry<Write>},
-      {"sync", Entry<Sync>},
-      {"zeroFill", Entry<ZeroFillAsync>},
-      {"readScanSync", Entry<ReadScanSync>},
-      {"readScan", Entry<ReadScan>},
+      {"crc32c", Entry<JsCrc32c>},
+      {"crc32cImplementation", Entry<JsCrc32cImplementation>},
+      {"encodeRecord", Entry<JsEncodeRecord>},
+      {"encodeBatch", Entry<JsEncodeBatch>},
+      {"encodeCheckpoint", Entry<JsEncodeCheckpoint>},
+      {"scan", Entry<JsScan>},
+      {"findNextRecord", Entry<JsFindNextRecord>},
+      {"writeBlocking", Entry<JsWriteBlocking>},
+      {"fdatasyncBlocking", Entry<JsFdatasyncBlocking>},
+      {"zeroFillBlocking", Entry<JsZeroFillBlocking>},
+      {"readScanBlocking", Entry<JsReadScanBlocking>},
+      {"write", Entry<JsWrite>},
+      {"fdatasync", Entry<JsFdatasync>},
+      {"zeroFill", Entry<JsZeroFill>},
+      {"readScan", Entry<JsReadScan>},
+      {"tryLock", Entry<JsTryLock>},
+      {"unlock", Entry<JsUnlock>},
   };
   for (const Export& e : kExports) {
     napi_value fn;
     FW_NAPI(env, napi_create_function, e.name, NAPI_AUTO_LENGTH, e.cb, nullptr, &fn);
     FW_NAPI(env, napi_set_named_property, exports, e.name, fn);
   }
-  return true;
-}
-
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  if (!Register(env, exports)) return exports;  // the pending exception fails the require()
-  exports.Set("tryLock", Napi::Function::New(env, TryLockFd, "tryLock"));
-  exports.Set("unlock", Napi::Function::New(env, UnlockFd, "unlock"));
-  return exports;
+  return ExportFormat(env, exports);
 }
 
 }  // namespace
 }  // namespace fastwal
 
+// node-addon-api registers the module; everything it exports is raw N-API (Register).
+// A failed Register leaves its exception pending, which fails the require().
 static Napi::Object InitFastwal(Napi::Env env, Napi::Object exports) {
-  return fastwal::Init(env, exports);
+  static_cast<void>(fastwal::Register(env, exports));
+  return exports;
 }
 
 NODE_API_MODULE(fastwal, InitFastwal)

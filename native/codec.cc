@@ -46,7 +46,7 @@ inline Header ParseHeader(const uint8_t* p) {
 // random or zero header is rejected cheaply.
 inline bool Plausible(const uint8_t* p, const Header& h) {
   if (p[10] != 0 || p[11] != 0) return false;
-  if (h.lsn == 0 || h.lsn >= (uint64_t{1} << 53) || h.mark > h.lsn) return false;
+  if (h.lsn == 0 || h.lsn > kMaxLsn || h.mark > h.lsn) return false;
   if (h.length > kMaxPayload) return false;
   switch (h.type) {
     case kPut:
@@ -87,6 +87,64 @@ size_t EncodeRecord(uint8_t* dst, uint8_t type, uint8_t flags, uint32_t aux, uin
   if (blen) std::memcpy(dst + kRecordHeaderSize + alen, b, blen);
   Put32(dst, Crc32c(0, dst + 4, kRecordHeaderSize - 4 + length));
   return kRecordHeaderSize + length;
+}
+
+const char* CheckOp(uint8_t type, uint64_t key_len, uint64_t value_len) {
+  if (type != kPut && type != kDel) return "type must be PUT or DEL";
+  if (type == kDel && value_len != 0) return "DEL has no value";
+  if (key_len > kMaxPayload || value_len > kMaxPayload - key_len) return "record too large";
+  return nullptr;
+}
+
+const char* CheckRecord(uint8_t type, uint64_t key_len, uint64_t value_len, uint64_t lsn,
+                        uint64_t mark) {
+  if (const char* bad = CheckOp(type, key_len, value_len)) return bad;
+  if (lsn == 0 || lsn > kMaxLsn || mark > lsn) return "bad lsn/mark";
+  return nullptr;
+}
+
+const char* CheckBatch(uint64_t n, uint64_t first, uint64_t mark) {
+  if (n == 0 || n > 0xFFFFFFFFu) return "a batch holds 1 to 2^32 - 1 operations";
+  // Written so that nothing overflows: first + n - 1 <= kMaxLsn.
+  if (first == 0 || first > kMaxLsn || n - 1 > kMaxLsn - first || mark >= first) return "bad lsn/mark";
+  return nullptr;
+}
+
+const char* CheckCheckpoint(uint64_t lsn, uint64_t mark, uint64_t checkpoint_lsn) {
+  if (lsn == 0 || lsn > kMaxLsn || mark > lsn || checkpoint_lsn > kMaxLsn) return "bad lsn/mark";
+  return nullptr;
+}
+
+size_t EncodeOp(uint8_t* dst, const Op& op, uint64_t lsn, uint64_t mark) {
+  return EncodeRecord(dst, op.type, 0, static_cast<uint32_t>(op.key_len), lsn, mark, op.key, op.key_len, op.value,
+                      op.value_len);
+}
+
+uint64_t BatchSize(const Op* ops, size_t n) {
+  uint64_t size = MinBatchSize(n);
+  for (size_t i = 0; i < n; ++i) size += static_cast<uint64_t>(ops[i].key_len) + ops[i].value_len;
+  return size;
+}
+
+size_t EncodeBatch(uint8_t* dst, const Op* ops, size_t n, uint64_t first, uint64_t mark) {
+  const uint32_t count = static_cast<uint32_t>(n);
+  uint8_t* p = dst;
+  p += EncodeRecord(p, kBegin, 0, count, first, mark, nullptr, 0, nullptr, 0);
+  for (size_t i = 0; i < n; ++i) {
+    const Op& op = ops[i];
+    p += EncodeRecord(p, op.type, kFlagBatch, static_cast<uint32_t>(op.key_len), first + i, mark, op.key,
+                      op.key_len, op.value, op.value_len);
+  }
+  uint8_t begin_lsn[kLsnPayloadSize];
+  Put64(begin_lsn, first);
+  p += EncodeRecord(p, kCommit, 0, count, first + n - 1, mark, begin_lsn, sizeof begin_lsn, nullptr, 0);
+  return static_cast<size_t>(p - dst);
+}
+
+size_t EncodeCheckpoint(uint8_t* dst, uint64_t lsn, uint64_t mark, uint64_t checkpoint_lsn) {
+  uint8_t payload[kLsnPayloadSize];
+  Put64(payload, checkpoint_lsn);
+  return EncodeRecord(dst, kCheckpoint, 0, 0, lsn, mark, payload, sizeof payload, nullptr, 0);
 }
 
 size_t ValidRecordAt(const uint8_t* buf, size_t pos, size_t end) {

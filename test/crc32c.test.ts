@@ -66,7 +66,7 @@ test('native binding refuses malformed arguments instead of crashing', () => {
   assert.throws(() => addon.encodeRecord(Buffer.alloc(10), 0, 1, 1, 0, Buffer.from('k'), Buffer.from('v')), /too small/)
   assert.throws(() => addon.encodeRecord(Buffer.alloc(100), 0, 9, 1, 0, Buffer.from('k'), undefined), /type/)
   assert.throws(() => addon.scan(Buffer.alloc(10), 5, 20), /outside/)
-  assert.throws(() => addon.writeSync(-1 as number, Buffer.alloc(1), 0, 1, 0))
+  assert.throws(() => addon.writeBlocking(-1 as number, Buffer.alloc(1), 0, 1, 0))
 })
 
 test.run()

@@ -1,15 +1,16 @@
 // The N-API layer never trusts its arguments: wrong types, detached or resized buffers,
 // lying subclasses, overlapping views and out-of-range LSNs are TypeErrors, never a crash,
 // a silent empty write or a read of memory the caller no longer owns.
+import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { IX_STRIDE, RECORD_HEADER_SIZE, SCAN_END, TYPE_DEL, TYPE_PUT } from '../lib/format.js'
 import type { NativeAddon } from '../lib/native-addon.js'
-import { loadAddon } from '../lib/native-addon.js'
+import { ADDON_FORMAT, checkAddonFormat, loadAddon } from '../lib/native-addon.js'
 import { tmpDir } from './helpers/util.js'
 
 const loaded = loadAddon()
@@ -167,13 +168,13 @@ test('scan and findNextRecord reject a detached buffer', () => {
   throwsType(() => addon.findNextRecord(detached(64), 0, 0), /detached/, 'findNextRecord')
 })
 
-test('writeSync, write, readScanSync and readScan reject a detached buffer before any I/O', () => {
+test('writeBlocking, write, readScanBlocking and readScan reject a detached buffer before any I/O', () => {
   const f = tempFd()
   try {
-    throwsType(() => addon.writeSync(f.fd, detached(), 0, 0, 0), /detached/, 'writeSync')
+    throwsType(() => addon.writeBlocking(f.fd, detached(), 0, 0, 0), /detached/, 'writeBlocking')
     throwsType(() => addon.write(f.fd, detached(), 0, 0, 0, false), /detached/, 'write')
     throwsType(() => addon.write(f.fd, detached(), 0, 0, 0, true), /detached/, 'write+sync')
-    throwsType(() => addon.readScanSync(f.fd, detached(), 0), /detached/, 'readScanSync')
+    throwsType(() => addon.readScanBlocking(f.fd, detached(), 0), /detached/, 'readScanBlocking')
     throwsType(() => addon.readScan(f.fd, detached(), 0), /detached/, 'readScan')
     assert.is(fs.fstatSync(f.fd).size, 0)
   } finally {
@@ -198,9 +199,9 @@ test('an empty but attached Uint8Array stays valid everywhere', async () => {
   assert.is(addon.findNextRecord(empty, 0, 0), 0)
   const f = tempFd()
   try {
-    addon.writeSync(f.fd, empty, 0, 0, 0)
+    addon.writeBlocking(f.fd, empty, 0, 0, 0)
     await addon.write(f.fd, empty, 0, 0, 0, false)
-    assert.is(addon.readScanSync(f.fd, empty, 0)[0], 0)
+    assert.is(addon.readScanBlocking(f.fd, empty, 0)[0], 0)
     assert.is((await addon.readScan(f.fd, empty, 0))[0], 0)
   } finally {
     f.close()
@@ -238,7 +239,7 @@ test('a Uint8Array subclass whose length/byteLength lie encodes exactly its real
     const small = new Cls(40)
     throwsType(() => addon.encodeRecord(small, 0, TYPE_PUT, 1, 0, b('12345678'), b('x')), /too small/, 'out')
     throwsType(() => addon.scan(small, 0, 41), /outside/, 'scan end')
-    throwsType(() => addon.writeSync(2147483647, small, 0, 41, 0), /outside/, 'write range')
+    throwsType(() => addon.writeBlocking(2147483647, small, 0, 41, 0), /outside/, 'write range')
   }
 })
 
@@ -383,8 +384,8 @@ test('wrong types for every argument throw TypeError rather than crash', async (
       ['scan', addon.scan, [['bytes', out], ['uint', () => 0], ['uint', () => 0]]],
       ['findNextRecord', addon.findNextRecord, [['bytes', out], ['uint', () => 0], ['uint', () => 0]]],
       [
-        'writeSync',
-        addon.writeSync,
+        'writeBlocking',
+        addon.writeBlocking,
         [['fd', () => fd], ['bytes', out], ['uint', () => 0], ['uint', () => 0], ['uint', () => 0]],
       ],
       [
@@ -392,12 +393,14 @@ test('wrong types for every argument throw TypeError rather than crash', async (
         addon.write,
         [['fd', () => fd], ['bytes', out], ['uint', () => 0], ['uint', () => 0], ['uint', () => 0], ['bool', () => false]],
       ],
-      ['readScanSync', addon.readScanSync, [['fd', () => fd], ['bytes', out], ['uint', () => 0]]],
+      ['readScanBlocking', addon.readScanBlocking, [['fd', () => fd], ['bytes', out], ['uint', () => 0]]],
       ['readScan', addon.readScan, [['fd', () => fd], ['bytes', out], ['uint', () => 0]]],
-      ['syncSync', addon.syncSync, [['fd', () => fd]]],
-      ['sync', addon.sync, [['fd', () => fd]]],
-      ['zeroFillSync', addon.zeroFillSync, [['fd', () => fd], ['uint', () => 0], ['uint', () => 0]]],
+      ['fdatasyncBlocking', addon.fdatasyncBlocking, [['fd', () => fd]]],
+      ['fdatasync', addon.fdatasync, [['fd', () => fd]]],
+      ['zeroFillBlocking', addon.zeroFillBlocking, [['fd', () => fd], ['uint', () => 0], ['uint', () => 0]]],
       ['zeroFill', addon.zeroFill, [['fd', () => fd], ['uint', () => 0], ['uint', () => 0]]],
+      ['tryLock', addon.tryLock, [['fd', () => fd]]],
+      ['unlock', addon.unlock, [['fd', () => fd]]],
     ]
     for (const [name, fn, params] of cases) {
       // The valid template itself works (so each failure below is down to one argument).
@@ -478,6 +481,95 @@ test('write and readScan keep their buffer alive while on the pool', async () =>
   } finally {
     f.close()
   }
+})
+
+// --- Exports ---------------------------------------------------------------------------
+
+test('the addon exports exactly the documented functions', () => {
+  const fns = Object.keys(addon).filter((k) => typeof (addon as unknown as Record<string, unknown>)[k] === 'function')
+  assert.equal(fns.sort(), [
+    'crc32c',
+    'crc32cImplementation',
+    'encodeBatch',
+    'encodeCheckpoint',
+    'encodeRecord',
+    'fdatasync',
+    'fdatasyncBlocking',
+    'findNextRecord',
+    'readScan',
+    'readScanBlocking',
+    'scan',
+    'tryLock',
+    'unlock',
+    'write',
+    'writeBlocking',
+    'zeroFill',
+    'zeroFillBlocking',
+  ])
+})
+
+test('tryLock reports a lock held through another open file as false, and unlock releases it', () => {
+  const f = tempFd()
+  const other = fs.openSync(f.path, 'r')
+  try {
+    assert.is(addon.tryLock(f.fd), true)
+    assert.is(addon.tryLock(other), false)
+    assert.is(addon.unlock(f.fd), undefined)
+    assert.is(addon.tryLock(other), true)
+    addon.unlock(other)
+  } finally {
+    fs.closeSync(other)
+    f.close()
+  }
+  assert.throws(() => addon.tryLock(2147483647), (err: unknown) => (err as { syscall?: string }).syscall !== undefined)
+})
+
+// --- Format constants --------------------------------------------------------------------
+
+test('the addon was compiled with the format constants of lib/format.ts', () => {
+  assert.is(checkAddonFormat(addon), undefined)
+  assert.equal({ ...addon.format }, { ...ADDON_FORMAT })
+  assert.ok(Object.isFrozen(addon.format), 'format is frozen')
+})
+
+test('a format mismatch names the constant, both values and the fix', () => {
+  for (const [name, want] of Object.entries(ADDON_FORMAT)) {
+    const doctored = { ...addon, format: { ...addon.format, [name]: want + 1 } }
+    const msg = checkAddonFormat(doctored)
+    assert.type(msg, 'string', name)
+    assert.ok(msg!.includes(`format.${name} is ${want + 1} in the addon but ${want} in lib/format.ts`), msg)
+    assert.ok(msg!.includes('npm rebuild fastwal'), msg)
+  }
+  const missingOne: Record<string, number> = { ...addon.format }
+  delete missingOne.scanZero
+  assert.match(checkAddonFormat({ format: missingOne })!, /format\.scanZero is undefined in the addon but 3 /)
+  for (const format of [undefined, null, 7])
+    assert.match(checkAddonFormat({ format })!, /no format constants.*npm rebuild fastwal/, String(format))
+})
+
+test('loadAddon refuses an addon built with other format constants, as a load failure', () => {
+  // A fresh process: loadAddon caches its answer, and node-gyp-build is stubbed there to
+  // hand out the real addon with one constant changed.
+  const child = `
+    const ngb = require.resolve('node-gyp-build', { paths: [process.env.T_LIB_DIR] })
+    const real = require(ngb)
+    require.cache[ngb].exports = (dir) => {
+      const a = real(dir)
+      return { ...a, format: { ...a.format, flagBatch: 3 } }
+    }
+    const r = require(process.env.T_MODULE).loadAddon()
+    process.stdout.write(JSON.stringify({ addon: r.addon !== undefined, error: r.error && r.error.message }))
+  `
+  const libDir = resolve(__dirname, '..', 'lib')
+  const env: NodeJS.ProcessEnv = { ...process.env, T_LIB_DIR: libDir, T_MODULE: join(libDir, 'native-addon.ts') }
+  delete env.FASTWAL_NATIVE_DIR
+  delete env.NODE_OPTIONS
+  const r = spawnSync(process.execPath, ['-r', require.resolve('tsx/cjs'), '-e', child], { env, encoding: 'utf8', timeout: 60_000 })
+  assert.is(r.status, 0, r.stderr)
+  const got = JSON.parse(r.stdout) as { addon: boolean; error?: string }
+  assert.is(got.addon, false)
+  assert.ok(got.error?.includes('format.flagBatch is 3 in the addon but 1 in lib/format.ts'), got.error)
+  assert.ok(got.error?.includes('npm rebuild fastwal'), got.error)
 })
 
 test.run()

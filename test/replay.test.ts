@@ -266,14 +266,14 @@ for (const backend of BACKENDS) {
     const wal = await WriteAheadLog.open(tmpDir(), { ...opts, sync: 'none' })
     await wal.sync()
     const impl = (wal as unknown as { impl: { -readonly [K in keyof Backend]: Backend[K] } }).impl
-    const { write, sync, syncSync } = impl
+    const { write, fdatasync, fdatasyncBlocking } = impl
     let syncs = 0
     impl.write = (fd, buf, off, len, pos, s) => {
       if (s) syncs++
       return write(fd, buf, off, len, pos, s)
     }
-    impl.sync = (fd) => (syncs++, sync(fd))
-    impl.syncSync = (fd) => (syncs++, syncSync(fd))
+    impl.fdatasync = (fd) => (syncs++, fdatasync(fd))
+    impl.fdatasyncBlocking = (fd) => (syncs++, fdatasyncBlocking(fd))
     try {
       for (let i = 1; i <= 10; i++) await wal.append({ type: 'put', key: `k${i}`, value: 'v' })
       const durable = wal.durableLsn
@@ -281,7 +281,7 @@ for (const backend of BACKENDS) {
       assert.is(syncs, 0)
       assert.is(wal.durableLsn, durable)
     } finally {
-      Object.assign(impl, { write, sync, syncSync })
+      Object.assign(impl, { write, fdatasync, fdatasyncBlocking })
     }
     await wal.close()
   })

@@ -19,7 +19,7 @@ for (const backend of BACKENDS) {
   t('a sync that fails on the synchronous path also fails the append in flight on the pool', async () => {
     const wal = await WriteAheadLog.open(tmpDir(), { backend, preallocate: false })
     const b = impl(wal)
-    const { write, syncSync } = b
+    const { write, fdatasyncBlocking } = b
     let release!: () => void
     const gate = new Promise<void>((r) => (release = r))
     try {
@@ -33,7 +33,7 @@ for (const backend of BACKENDS) {
         (e: WalError) => e.code,
       )
       await new Promise((r) => setImmediate(r)) // the append's job is now on the pool
-      b.syncSync = () => {
+      b.fdatasyncBlocking = () => {
         throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'fdatasync' })
       }
       let code = ''
@@ -43,7 +43,7 @@ for (const backend of BACKENDS) {
         code = (e as WalError).code
       }
       assert.is(code, 'WAL_IO')
-      b.syncSync = syncSync
+      b.fdatasyncBlocking = fdatasyncBlocking
       release()
       // Linux reports a writeback error once per open file: the pool's own sync may
       // "succeed" after the failed one, which must not acknowledge the append.
@@ -51,7 +51,7 @@ for (const backend of BACKENDS) {
       assert.is(wal.durableLsn, 0)
     } finally {
       b.write = write
-      b.syncSync = syncSync
+      b.fdatasyncBlocking = fdatasyncBlocking
       release()
       await wal.close()
     }
@@ -174,13 +174,13 @@ for (const backend of BACKENDS) {
   t('async appends that rotate 100+ times make no blocking sync, write or truncate call on the event loop', async () => {
     const wal = await WriteAheadLog.open(tmpDir(), { backend, segmentSize: 4096 })
     const b = impl(wal)
-    const { writeSync, syncSync } = b
+    const { writeBlocking, fdatasyncBlocking } = b
     // The module object itself (the namespace import's bindings read through to it).
     const m = require('node:fs') as Record<string, unknown>
     const { ftruncateSync, fsyncSync, fdatasyncSync, writeSync: fsWriteSync } = m as unknown as typeof fs
     const calls: string[] = []
-    b.writeSync = (...a) => (calls.push('backend.writeSync'), writeSync(...a))
-    b.syncSync = (fd) => (calls.push('backend.syncSync'), syncSync(fd))
+    b.writeBlocking = (...a) => (calls.push('backend.writeBlocking'), writeBlocking(...a))
+    b.fdatasyncBlocking = (fd) => (calls.push('backend.fdatasyncBlocking'), fdatasyncBlocking(fd))
     m.ftruncateSync = (...a: unknown[]) => (calls.push('ftruncateSync'), (ftruncateSync as (...x: unknown[]) => void)(...a))
     m.fsyncSync = (...a: unknown[]) => (calls.push('fsyncSync'), (fsyncSync as (...x: unknown[]) => void)(...a))
     m.fdatasyncSync = (...a: unknown[]) => (calls.push('fdatasyncSync'), (fdatasyncSync as (...x: unknown[]) => void)(...a))
@@ -194,7 +194,7 @@ for (const backend of BACKENDS) {
       await Promise.all(pending)
       await wal.checkpoint(600)
     } finally {
-      Object.assign(b, { writeSync, syncSync })
+      Object.assign(b, { writeBlocking, fdatasyncBlocking })
       Object.assign(m, { ftruncateSync, fsyncSync, fdatasyncSync, writeSync: fsWriteSync })
     }
     assert.ok(segmentFiles(wal.dir).length >= 50)

@@ -1,0 +1,289 @@
+// The log reader: walks the segments in order, checking the chain (each segment
+// continues exactly where the one before it ended, the first one where the log was
+// checkpointed away), and reads each through a SegmentReader into one RecordCursor.
+// Damage stops it with WAL_CORRUPT rather than skip data; a segment deleted under it is
+// WAL_GONE. It is a state machine: step() says what to do (open a segment or read a
+// chunk), and the blocking and promise drivers below do it.
+import * as fs from 'node:fs'
+import { join } from 'node:path'
+import type { Backend } from './backend.js'
+import { WalError, ioError } from './errors.js'
+import { SEGMENT_HEADER_SIZE, decodeSegmentHeader } from './format.js'
+import { RecordCursor, type CursorOutput } from './record-cursor.js'
+import { SegmentReader, openSegment, openSegmentBlocking, type OpenedSegment, type ReadRequest } from './record-reader.js'
+import type { SegmentRef } from './segments.js'
+
+/** What a reader needs to know about the log it reads. */
+export interface LogSource {
+  dir: string
+  backend: Backend
+  /** Segments now on disk, oldest first (asked again as reading advances). */
+  segments(): readonly SegmentRef[]
+  /** Bytes of `name` known to hold whole records, or -1 to read to the end of the file. */
+  limitFor(name: string): number
+  /** Latest checkpoint: the first segment's predecessor may have been deleted up to it. */
+  checkpointLsn(): number
+  /** Lowest LSN the log still holds (asking for less is WAL_GONE). */
+  firstLsn(): number
+  /**
+   * Registers a reader: `position()` is the first LSN of the oldest segment it may still
+   * read, which checkpoint must not delete. Returns the function to call as it advances
+   * (and once more when it ends).
+   */
+  track(reader: TrackedReader): () => void
+}
+
+export interface TrackedReader {
+  /** Name-LSN of the oldest segment still needed; Infinity once finished. */
+  position(): number
+  /** The handle is closing: release files; later reads fail with `err`. */
+  abort(err: WalError): void
+}
+
+export type ReaderStep = { open: SegmentRef; path: string; read?: undefined } | { read: ReadRequest; open?: undefined } | undefined
+
+const CHUNK_SIZE = 1024 * 1024
+
+export function goneError(dir: string, from: number, firstLsn: number, why: string): WalError {
+  return new WalError(
+    'WAL_GONE',
+    `Entries from LSN ${from} were asked for, but ${why}; the log in ${dir} now starts at LSN ${firstLsn}. Replay from ${firstLsn} (or from 0 for everything retained), and keep a cursor to stop checkpoints deleting what a consumer still needs.`,
+    { firstLsn },
+  )
+}
+
+export function readError(err: unknown, what: string, path: string): WalError {
+  return err instanceof WalError ? err : ioError(err, what, path, 'read')
+}
+
+export class LogReader {
+  private seg: SegmentRef | undefined
+  private reader: SegmentReader | undefined
+  private started = false
+  private finished = false
+  private failure: WalError | undefined
+  private readonly cursor: RecordCursor
+  /** Called when the reader moves to another segment or ends (checkpoint may delete more). */
+  advanced: () => void = () => {}
+
+  constructor(
+    private readonly src: LogSource,
+    private readonly from: number,
+    output: CursorOutput,
+  ) {
+    this.cursor = new RecordCursor(0, 0, SEGMENT_HEADER_SIZE, output)
+  }
+
+  position(): number {
+    if (this.finished) return Infinity
+    return this.seg ? this.seg.firstLsn : 0
+  }
+
+  /** What to do next; undefined when the log is read to its end. */
+  step(): ReaderStep {
+    if (this.failure) throw this.failure
+    if (!this.started) this.start()
+    for (;;) {
+      if (this.finished) return undefined
+      const r = this.reader
+      if (!r) return this.nextSegment()
+      const req = r.next()
+      if (req) return { read: req }
+      if (r.stopped === 'damage') throw this.corrupt(this.seg!.name, r.damage!.offset, r.damage!.what)
+      if (r.stopped === 'limit') {
+        // Caught up with the writer in its current segment, unless it has moved on.
+        if (this.isLast()) return this.finish()
+        // It has moved on: read this segment to its end (limit -1 now) or leave it.
+        if (this.src.limitFor(this.seg!.name) < 0) continue
+      }
+      this.closeSegment()
+    }
+  }
+
+  /** The segment asked for by step() is open. */
+  opened(file: OpenedSegment): void {
+    const seg = this.pending!
+    this.pending = undefined
+    if (this.failure || this.finished) {
+      fs.closeSync(file.fd)
+      if (this.failure) throw this.failure
+      return
+    }
+    const prev = this.seg
+    const first = this.pendingFirst
+    this.seg = seg
+    this.reader = new SegmentReader(file.fd, file.size, this.cursor, () => this.src.limitFor(seg.name), () => this.measure(), CHUNK_SIZE)
+    this.advanced()
+    const h = decodeSegmentHeader(file.header, this.src.backend.crc32c)
+    if (typeof h === 'string') {
+      this.closeSegment()
+      if (h.startsWith('bad magic'))
+        throw new WalError(
+          'WAL_CORRUPT',
+          `${seg.name} in ${this.src.dir} is named like a segment but is not a fastwal segment (${h}). Move it out of the log directory; if it was a segment, restore it from a replica or backup.`,
+          { segment: seg.name, offset: 0 },
+        )
+      throw this.corrupt(seg.name, 0, `Bad segment header (${h})`)
+    }
+    const lastSeen = this.cursor.lastSeen
+    if (prev && h.prevLsn !== lastSeen) {
+      this.closeSegment()
+      throw this.corrupt(seg.name, 0, `Segment continues after LSN ${h.prevLsn} but the segment before it (${prev.name}) ends at LSN ${lastSeen}: a segment is missing or out of place`)
+    }
+    if (!prev && first && h.prevLsn > this.src.checkpointLsn()) {
+      this.closeSegment()
+      throw this.corrupt(seg.name, 0, `The first segment continues after LSN ${h.prevLsn}, but the log was checkpointed only up to LSN ${this.src.checkpointLsn()}: the segments before it are missing`)
+    }
+    if (!prev) this.cursor.lastSeen = h.prevLsn
+    this.cursor.enterSegment(SEGMENT_HEADER_SIZE, h.checkpointLsn)
+  }
+
+  /** Opening the segment asked for by step() failed. */
+  openFailed(err: unknown, path: string): never {
+    const seg = this.pending!
+    this.pending = undefined
+    if (this.failure) throw this.failure
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      this.finish()
+      throw goneError(this.src.dir, Math.max(this.from, this.cursor.lastSeen + 1), this.src.firstLsn(), `segment ${seg.name}, which replay still had to read, was deleted (by a checkpoint in another process)`)
+    }
+    throw readError(err, 'Opening a segment for replay', path)
+  }
+
+  /** Takes a chunk read for step()'s request. */
+  accept(req: ReadRequest, chunk: Parameters<SegmentReader['accept']>[1]): void {
+    if (this.failure) throw this.failure
+    if (this.reader?.fd !== req.fd) return // the segment was closed meanwhile (return() or close)
+    this.reader.accept(req, chunk)
+  }
+
+  /** Throws if the reader was closed with an error (the handle closed, or aborted). */
+  check(): void {
+    if (this.failure) throw this.failure
+  }
+
+  /** Ends reading; with `err`, every later call throws it. */
+  close(err?: WalError): void {
+    this.failure ??= err
+    this.finish()
+  }
+
+  private pending: SegmentRef | undefined // asked to be opened by step()
+  private pendingFirst = false // ...and it is the first segment of the log
+
+  private start(): void {
+    this.started = true
+    const first = this.src.firstLsn()
+    const cp = this.src.checkpointLsn()
+    if (first > cp + 1) {
+      // The log starts after LSNs that no checkpoint released: its first segments are missing.
+      const seg = this.src.segments()[0]
+      this.finish()
+      throw this.corrupt(seg.name, 0, `The first segment continues after LSN ${first - 1}, but the log was checkpointed only up to LSN ${cp}: the segments before it are missing`)
+    }
+    if (this.from > 0 && this.from < first) {
+      this.finish()
+      throw goneError(this.src.dir, this.from, first, 'a checkpoint has deleted the entries before it')
+    }
+  }
+
+  private nextSegment(): ReaderStep {
+    const segs = this.src.segments()
+    let idx: number
+    const prev = this.seg
+    if (!prev) {
+      // Skip segments wholly before `from`: segment i holds LSNs below segment i+1's first.
+      idx = 0
+      while (idx + 1 < segs.length && segs[idx + 1].firstLsn <= this.from) idx++
+    } else {
+      idx = segs.findIndex((s) => s.firstLsn > prev.firstLsn)
+    }
+    if (idx < 0 || idx >= segs.length) return this.finish()
+    this.pending = segs[idx]
+    this.pendingFirst = idx === 0
+    return { open: segs[idx], path: join(this.src.dir, segs[idx].name) }
+  }
+
+  private isLast(): boolean {
+    const first = this.seg!.firstLsn
+    return !this.src.segments().some((s) => s.firstLsn > first)
+  }
+
+  private finish(): undefined {
+    this.closeSegment()
+    if (!this.finished) {
+      this.finished = true
+      this.advanced()
+    }
+    return undefined
+  }
+
+  private measure(): number {
+    try {
+      return fs.fstatSync(this.reader!.fd).size
+    } catch (err) {
+      throw readError(err, 'Measuring a segment for replay', join(this.src.dir, this.seg!.name))
+    }
+  }
+
+  private closeSegment(): void {
+    if (this.reader) fs.closeSync(this.reader.fd)
+    this.reader = undefined
+  }
+
+  private corrupt(segment: string, offset: number, what: string): WalError {
+    return new WalError(
+      'WAL_CORRUPT',
+      `${what} in segment ${segment} of ${this.src.dir} at byte offset ${offset}. Replay stopped there rather than skip data; restore the file from a replica or backup.`,
+      { segment, offset },
+    )
+  }
+}
+
+/** Does one step of `reader` on the calling thread; false when the log is read to its end. */
+export function stepBlocking(reader: LogReader, backend: Backend, dir: string): boolean {
+  const s = reader.step()
+  if (!s) return false
+  if (s.open) {
+    let file: OpenedSegment
+    try {
+      file = openSegmentBlocking(s.path)
+    } catch (err) {
+      reader.openFailed(err, s.path)
+    }
+    reader.opened(file)
+    return true
+  }
+  let chunk
+  try {
+    chunk = backend.readScanBlocking(s.read.fd, s.read.buf, s.read.position)
+  } catch (err) {
+    throw readError(err, 'Reading a segment for replay', dir)
+  }
+  reader.accept(s.read, chunk)
+  return true
+}
+
+/** Does one step of `reader` on the thread pool; false when the log is read to its end. */
+export async function step(reader: LogReader, backend: Backend, dir: string): Promise<boolean> {
+  const s = reader.step()
+  if (!s) return false
+  if (s.open) {
+    let file: OpenedSegment
+    try {
+      file = await openSegment(s.path, backend)
+    } catch (err) {
+      reader.openFailed(err, s.path)
+    }
+    reader.opened(file)
+    return true
+  }
+  let chunk
+  try {
+    chunk = await backend.readScan(s.read.fd, s.read.buf, s.read.position)
+  } catch (err) {
+    throw readError(err, 'Reading a segment for replay', dir)
+  }
+  reader.accept(s.read, chunk)
+  return true
+}

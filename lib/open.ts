@@ -1,0 +1,185 @@
+// Opening a log: options and backend, the writer's lock, recovery's plan, and either the
+// repair that makes it so (writable) or a view around the damage (readOnly).
+import * as fs from 'node:fs'
+import { join, resolve } from 'node:path'
+import type { Backend } from './backend.js'
+import { WalError, ioError } from './errors.js'
+import { SEGMENT_HEADER_SIZE } from './format.js'
+import { jsBackend } from './js-backend.js'
+import { acquireLock, type DirLock } from './lock.js'
+import { LogWriter } from './log-writer.js'
+import { loadAddon } from './native-addon.js'
+import { nativeBackend } from './native-backend.js'
+import { resolveOptions, type Options, type ResolvedOptions } from './options.js'
+import { ReadOnlyView } from './read-only-view.js'
+import { cleanTail, cleanTailBlocking, planPointInTime, planTail, type RecoveryReport, type TailPlan } from './recovery.js'
+import { applyRecoveryPlan, findRemnants, hasRemnants, removeRemnants, type Remnants } from './repair.js'
+import { discardSpare, isSpareName, listSegments, prepareSpare, prepareSpareSync, type SegmentRef, type Spare } from './segments.js'
+
+/** An opened log: a writer (and its lock), or a read-only view. */
+export interface OpenedLog {
+  dir: string
+  backend: Backend
+  opts: ResolvedOptions
+  writer?: LogWriter
+  lock?: DirLock
+  view?: ReadOnlyView
+  checkpointLsn: number
+  report: RecoveryReport
+}
+
+let warnedFallback = false
+
+function selectBackend(choice: ResolvedOptions['backend']): Backend {
+  if (choice === 'js') return jsBackend
+  const { addon, error } = loadAddon()
+  if (addon) return nativeBackend(addon)
+  const override = process.env.FASTWAL_NATIVE_DIR
+  const why = (error?.message.split('\n')[0] ?? 'unknown reason') + (override ? `; FASTWAL_NATIVE_DIR is set to ${override}` : '')
+  if (choice === 'native') {
+    throw new WalError(
+      'WAL_INVALID',
+      `backend: 'native' was requested but the fastwal native addon could not be loaded (${why}). ` +
+        "Reinstall to get a prebuilt binary or build from source (`npm rebuild fastwal`, needs a C++ toolchain and python3), or use backend: 'auto' or 'js'.",
+      { cause: error },
+    )
+  }
+  if (!warnedFallback) {
+    warnedFallback = true
+    process.emitWarning(
+      `fastwal: native addon unavailable (${why}); using the pure-TypeScript backend, which writes the same format more slowly. ` +
+        "Run `npm rebuild fastwal` to build it, or pass backend: 'js' to silence this warning.",
+      { code: 'FASTWAL_NATIVE_UNAVAILABLE' },
+    )
+  }
+  return jsBackend
+}
+
+interface Prepared {
+  dir: string
+  opts: ResolvedOptions
+  backend: Backend
+  lock?: DirLock
+  segments: SegmentRef[]
+}
+
+/** Options, backend, directory and lock: everything before the segments are read. */
+function prepare(dirArg: unknown, options: Options | undefined): Prepared {
+  const opts = resolveOptions(dirArg, options)
+  const backend = selectBackend(opts.backend)
+  // Resolved once: a later process.chdir() must not move the log.
+  const dir = resolve(dirArg as string)
+  const exists = ensureDir(dir, opts)
+  const lock = exists && !opts.readOnly ? lockDir(dir) : undefined
+  try {
+    return { dir, opts, backend, lock, segments: exists ? listSegments(dir) : [] }
+  } catch (err) {
+    lock?.release()
+    throw err
+  }
+}
+
+function ensureDir(dir: string, opts: ResolvedOptions): boolean {
+  if (opts.readOnly) return fs.existsSync(dir)
+  try {
+    fs.mkdirSync(dir, { recursive: true })
+    return true
+  } catch (err) {
+    throw ioError(err, 'Creating the WAL directory', dir, 'open')
+  }
+}
+
+/** Takes the writer's lock; a spare left by a crash (only zeros) is removed under it. */
+function lockDir(dir: string): DirLock {
+  const lock = acquireLock(dir)
+  try {
+    for (const name of fs.readdirSync(dir)) if (isSpareName(name)) fs.rmSync(join(dir, name), { force: true })
+  } catch (err) {
+    lock.release()
+    throw ioError(err, 'Removing a stale preallocated file', dir, 'open')
+  }
+  return lock
+}
+
+/**
+ * A last segment that holds no record may be the new segment of a repair that a crash
+ * interrupted: finish it (writable) or read around its remnants (readOnly).
+ */
+function remnantsOf(dir: string, segments: SegmentRef[], plan: TailPlan, backend: Backend): Remnants | undefined {
+  const last = segments[segments.length - 1]
+  if (!last || plan.segment !== last || plan.validEnd !== SEGMENT_HEADER_SIZE || segments.length < 2) return undefined
+  const r = findRemnants(dir, segments, plan.prevLsn, backend)
+  return hasRemnants(r) ? r : undefined
+}
+
+/**
+ * Plans the open from the clean-tail result (`clean`, undefined when the tail is damaged
+ * or absent). A writable open first finishes a repair that a crash interrupted (its
+ * remnants are removed before anything else is judged); a readOnly one reads around them.
+ */
+function planOpen(p: Prepared, clean: TailPlan | undefined): { plan: TailPlan; remnants?: Remnants; segments: SegmentRef[] } {
+  const { dir, segments, backend, opts } = p
+  let plan = clean ?? planTail(dir, segments, backend, opts.recovery)
+  if (opts.recovery === 'point-in-time') plan = planPointInTime(dir, segments, backend, plan) ?? plan
+  const remnants = remnantsOf(dir, segments, plan, backend)
+  if (!remnants || opts.readOnly) return { plan, remnants, segments }
+  const last = segments[segments.length - 1]
+  if (opts.recovery === 'strict')
+    throw new WalError(
+      'WAL_CORRUPT',
+      `A repair of the log in ${dir} was interrupted (segment ${last.name} continues after LSN ${plan.prevLsn}; ${remnants.orphans.length} segment(s) and ${remnants.size - remnants.cut} byte(s) of ${remnants.predecessor?.name ?? 'none'} are left to remove). Nothing was changed. Open with recovery: "tolerate-tail" or "point-in-time" to finish it.`,
+      { segment: last.name, offset: 0 },
+    )
+  removeRemnants(dir, backend, remnants)
+  plan = { ...plan, report: { ...plan.report, truncatedBytes: plan.report.truncatedBytes + remnants.droppedBytes, droppedEntries: plan.report.droppedEntries + remnants.droppedEntries, droppedBatches: plan.report.droppedBatches + remnants.droppedBatches } }
+  const gone = new Set(remnants.orphans)
+  const kept = segments.filter((s) => !gone.has(s))
+  if (opts.recovery === 'point-in-time') plan = planPointInTime(dir, kept, backend, plan) ?? plan
+  return { plan, segments: kept }
+}
+
+/** Open continues in a new segment: the log is new, or the repair drops LSNs. */
+function needsNewSegment(plan: TailPlan): boolean {
+  return !plan.segment || plan.maxLsn > plan.keptLsn
+}
+
+function finish(p: Prepared, plan: TailPlan, remnants: Remnants | undefined, segments: SegmentRef[], spare: Spare | undefined): OpenedLog {
+  const base = { dir: p.dir, backend: p.backend, opts: p.opts, checkpointLsn: plan.checkpointLsn, report: plan.report }
+  if (!p.lock) return { ...base, view: new ReadOnlyView(segments, plan, remnants) }
+  const state = applyRecoveryPlan(p.dir, p.backend, p.opts, segments, plan, spare)
+  return { ...base, lock: p.lock, writer: new LogWriter(p.dir, p.backend, p.opts, state) }
+}
+
+function failed(p: Prepared, err: unknown, spare?: Spare): never {
+  if (spare) discardSpare(spare)
+  p.lock?.release()
+  throw err instanceof WalError ? err : ioError(err, 'Opening the log', p.dir, 'open')
+}
+
+/** Opens the log; the clean tail is read and a new segment zero-filled on the thread pool. */
+export async function openLog(dir: unknown, options: Options | undefined): Promise<OpenedLog> {
+  const p = prepare(dir, options)
+  try {
+    const last = p.segments[p.segments.length - 1]
+    const clean = last ? await cleanTail(p.dir, last, p.backend, p.opts.recovery) : undefined
+    const { plan, remnants, segments } = planOpen(p, clean)
+    const spare = p.lock && needsNewSegment(plan) && p.opts.preallocate ? await prepareSpare(p.dir, p.backend, p.opts.segmentSize) : undefined
+    return finish(p, plan, remnants, segments, spare)
+  } catch (err) {
+    failed(p, err)
+  }
+}
+
+/** openLog on the calling thread. */
+export function openLogBlocking(dir: unknown, options: Options | undefined): OpenedLog {
+  const p = prepare(dir, options)
+  try {
+    const last = p.segments[p.segments.length - 1]
+    const clean = last ? cleanTailBlocking(p.dir, last, p.backend, p.opts.recovery) : undefined
+    const { plan, remnants, segments } = planOpen(p, clean)
+    const spare = p.lock && needsNewSegment(plan) && p.opts.preallocate ? prepareSpareSync(p.dir, p.backend, p.opts.segmentSize) : undefined
+    return finish(p, plan, remnants, segments, spare)
+  } catch (err) {
+    failed(p, err)
+  }
+}

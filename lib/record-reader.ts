@@ -1,0 +1,197 @@
+// The record reader: reads one segment file in chunks through the backend's readScan
+// (read + CRC check + index in one call, on the thread pool for the promise form) and
+// feeds every whole valid record to a RecordCursor. It decides where the records end:
+//  - a clean end: the file ends on a record boundary, or only zeros follow the last record
+//    (a preallocated tail);
+//  - the writer's limit: bytes past it may not be written yet;
+//  - damage: a bad or incomplete record, zeros before later data, or a record out of LSN
+//    order. Judging damage (torn tail or corruption) is recovery's job, not the reader's.
+// The reader is a state machine (next() says what to read, accept() takes it), so the
+// blocking and the promise drivers below share every decision.
+import * as fs from 'node:fs'
+import type { Backend, ScanChunk } from './backend.js'
+import { IX_POS, RECORD_HEADER_SIZE, SCAN_END, SCAN_NEED_MORE, SCAN_ZERO, SEGMENT_HEADER_SIZE } from './format.js'
+import type { RecordCursor } from './record-cursor.js'
+
+export interface ReadRequest {
+  fd: number
+  buf: Buffer
+  position: number
+}
+
+export interface Damage {
+  /** File offset of the damaged bytes. */
+  offset: number
+  what: string
+}
+
+/** Why the reader stopped: see the file comment. 'limit' is not final: next() checks the limit again. */
+export type ReaderStop = 'end' | 'limit' | 'damage'
+
+export class SegmentReader {
+  /** File offset up to which the records were consumed (or checked to be zeros). */
+  pos: number
+  stopped: ReaderStop | undefined
+  damage: Damage | undefined
+  private need = 0
+  private zeroCheck = false // reading the rest of a segment that must be all zeros
+
+  /**
+   * `limit()` gives the bytes known to hold whole records, or -1 to read to the end of
+   * the file; `measure()` the file's size now (a finished segment may have grown since
+   * `size` was taken).
+   */
+  constructor(
+    readonly fd: number,
+    private size: number,
+    private readonly cursor: RecordCursor,
+    private readonly limit: () => number,
+    private readonly measure: () => number,
+    private readonly chunkSize: number,
+    start = SEGMENT_HEADER_SIZE,
+  ) {
+    this.pos = start
+  }
+
+  /** The next read to do, or undefined when stopped (see `stopped`). */
+  next(): ReadRequest | undefined {
+    if (this.stopped === 'end' || this.stopped === 'damage') return undefined
+    this.stopped = undefined
+    if (this.zeroCheck) return { fd: this.fd, buf: Buffer.allocUnsafe(this.chunkSize), position: this.pos }
+    const limit = this.limit()
+    if (limit >= 0 && this.pos >= limit) {
+      this.stopped = 'limit'
+      return undefined
+    }
+    if (limit < 0 && this.pos + RECORD_HEADER_SIZE > this.size) this.size = this.measure()
+    const avail = limit >= 0 ? limit - this.pos : Math.max(this.size - this.pos, 1)
+    const want = Math.max(this.need, Math.min(this.chunkSize, avail))
+    return { fd: this.fd, buf: Buffer.allocUnsafe(want), position: this.pos }
+  }
+
+  /** Takes the chunk read for `req`. A chunk shorter than asked for is the end of the file. */
+  accept(req: ReadRequest, chunk: ScanChunk): void {
+    const atEof = chunk.bytes < req.buf.length
+    if (this.zeroCheck) {
+      const got = req.buf.subarray(0, chunk.bytes)
+      const nz = firstNonZero(got)
+      if (nz < got.length) return this.fail(req.position + nz, 'Zeroed bytes before later data')
+      this.pos = req.position + chunk.bytes
+      if (atEof) this.stopped = 'end'
+      return
+    }
+    const ix = chunk.index
+    const stale = this.cursor.consume(req.buf, ix, req.position)
+    if (stale >= 0) return this.fail(req.position + ix[stale + IX_POS], 'Record with an LSN out of order (a stale copy of older data)')
+    const limit = this.limit()
+    this.pos = req.position + chunk.stop
+    this.need = 0
+    switch (chunk.status) {
+      case SCAN_END:
+        if (atEof && limit < 0) this.stopped = 'end'
+        return
+      case SCAN_NEED_MORE:
+        if (atEof) return this.fail(this.pos, 'Incomplete record')
+        this.need = chunk.need
+        return
+      case SCAN_ZERO: {
+        if (!atEof && chunk.bytes - chunk.stop < RECORD_HEADER_SIZE) {
+          // Zero bytes too few to be a record header, and the file goes on: read more.
+          this.need = RECORD_HEADER_SIZE
+          return
+        }
+        if (limit >= 0) {
+          if (this.pos < limit) this.fail(this.pos, 'Zeroed bytes inside written data')
+          return
+        }
+        const rest = req.buf.subarray(chunk.stop, chunk.bytes)
+        const nz = firstNonZero(rest)
+        if (nz < rest.length) return this.fail(this.pos + nz, 'Zeroed bytes before later data')
+        if (atEof) this.stopped = 'end'
+        else {
+          this.zeroCheck = true
+          this.pos = req.position + chunk.bytes
+        }
+        return
+      }
+      default:
+        return this.fail(this.pos, 'Invalid record (checksum or header mismatch)')
+    }
+  }
+
+  private fail(offset: number, what: string): void {
+    this.stopped = 'damage'
+    this.damage = { offset, what }
+  }
+}
+
+/** Reads the segment to where the reader stops, on the calling thread. */
+export function readSegmentBlocking(reader: SegmentReader, backend: Backend): void {
+  for (let req = reader.next(); req; req = reader.next()) reader.accept(req, backend.readScanBlocking(req.fd, req.buf, req.position))
+}
+
+/** Reads the segment to where the reader stops, each chunk on the thread pool. */
+export async function readSegment(reader: SegmentReader, backend: Backend): Promise<void> {
+  for (let req = reader.next(); req; req = reader.next()) reader.accept(req, await backend.readScan(req.fd, req.buf, req.position))
+}
+
+/** A segment file opened for reading: its size then, and its header bytes (fewer if the file is shorter). */
+export interface OpenedSegment {
+  fd: number
+  size: number
+  header: Buffer
+}
+
+/** Opens `path` and reads its header on the calling thread. */
+export function openSegmentBlocking(path: string): OpenedSegment {
+  const fd = fs.openSync(path, 'r')
+  try {
+    const size = fs.fstatSync(fd).size
+    const header = Buffer.alloc(SEGMENT_HEADER_SIZE)
+    let n = 0
+    for (let got = -1; n < SEGMENT_HEADER_SIZE && got !== 0; n += got) got = fs.readSync(fd, header, n, SEGMENT_HEADER_SIZE - n, n)
+    return { fd, size, header: header.subarray(0, n) }
+  } catch (err) {
+    fs.closeSync(fd)
+    throw err
+  }
+}
+
+/** openSegmentBlocking on the thread pool (the header is read through readScan). */
+export async function openSegment(path: string, backend: Backend): Promise<OpenedSegment> {
+  const fd = await new Promise<number>((resolve, reject) => fs.open(path, 'r', (err, f) => (err ? reject(err) : resolve(f))))
+  try {
+    const size = await new Promise<number>((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st.size))))
+    const header = Buffer.alloc(SEGMENT_HEADER_SIZE)
+    const got = await backend.readScan(fd, header, 0)
+    return { fd, size, header: header.subarray(0, got.bytes) }
+  } catch (err) {
+    fs.closeSync(fd)
+    throw err
+  }
+}
+
+const ZEROS = Buffer.alloc(64 * 1024)
+
+/** Index of the first non-zero byte of b, or b.length. Compares 64 KiB at a time. */
+export function firstNonZero(b: Uint8Array): number {
+  for (let at = 0; at < b.length; at += ZEROS.length) {
+    const part = b.subarray(at, Math.min(b.length, at + ZEROS.length))
+    if (Buffer.compare(part, ZEROS.subarray(0, part.length)) !== 0) {
+      for (let i = 0; i < part.length; i++) if (part[i] !== 0) return at + i
+    }
+  }
+  return b.length
+}
+
+/** One past the last non-zero byte of buf at or after `from` (`from` if none). */
+export function lastNonZero(buf: Uint8Array, from: number): number {
+  const CHUNK = 65536
+  let end = buf.length
+  while (end > from) {
+    const start = Math.max(from, end - CHUNK)
+    for (let i = end - 1; i >= start; i--) if (buf[i] !== 0) return i + 1
+    end = start
+  }
+  return from
+}

@@ -1,0 +1,197 @@
+// The writer's segment files: which exist, which one appends go into, the creation of the
+// next one (on the thread pool for asynchronous writes, on the calling thread for the
+// blocking path), its zero-filled spare, and the file descriptors of each.
+//
+// Rules: names strictly increase; a segment is created whole (header synced, renamed into
+// place, directory synced) before any record is written to it; a finished segment is
+// synced before its successor exists (the commit queue orders that).
+import * as fs from 'node:fs'
+import type { Backend } from './backend.js'
+import { WalError } from './errors.js'
+import { SEGMENT_HEADER_SIZE } from './format.js'
+import type { ResolvedOptions } from './options.js'
+import { createSegment, createSegmentAsync, discardSpare, prepareSpare, syncDir, syncDirAsync, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
+
+export interface WriterSegment {
+  name: string // '' until the file is created
+  path: string
+  firstLsn: number
+  prevLsn: number
+  /** Set once the file is created; used by writes on the thread pool. */
+  fd: number | undefined
+  /** The descriptors are closed: the writer is done with this segment. */
+  closed: boolean
+  /** False while the directory entry of a just-created segment is not yet synced. */
+  dirSynced: boolean
+  /**
+   * A second open file for the blocking path. Linux reports a writeback error once per
+   * open file, so a blocking sync here and a concurrent pool sync on `fd` must not share
+   * one: each would risk "succeeding" on the other's behalf.
+   */
+  blockingFd: number | undefined
+  end: number // offset after the last record staged for it
+  written: number // offset up to which writes have completed
+}
+
+/** A segment the writer starts in: created by open (or repair), already durable. */
+export function openedSegment(made: OpenSegment, end: number): WriterSegment {
+  return { name: made.name, path: made.path, firstLsn: made.firstLsn, prevLsn: made.prevLsn, fd: made.fd, closed: false, dirSynced: true, blockingFd: undefined, end, written: end }
+}
+
+export class SegmentFiles {
+  /** Segments on disk that the writer has not deleted, oldest first. */
+  readonly list: SegmentRef[]
+  /** The segment appends go into. Its file may not exist yet. */
+  current: WriterSegment
+  private newest: WriterSegment | undefined // the newest segment with an open fd
+  private readonly retired: WriterSegment[] = [] // fds to close once no write uses them
+  private spare: Spare | undefined // zero-filled file for the next segment
+  private sparePending = false
+  private closed = false
+
+  constructor(
+    private readonly dir: string,
+    private readonly backend: Backend,
+    private readonly opts: ResolvedOptions,
+    list: SegmentRef[],
+    current: WriterSegment,
+    /** The latest checkpoint, which new segment headers carry. */
+    private readonly checkpointLsn: () => number,
+  ) {
+    this.list = list
+    this.current = current
+    if (current.fd !== undefined) this.newest = current
+  }
+
+  /** Starts the segment after the current one; its file is created by the first write to it. */
+  startNext(lastLsn: number): WriterSegment {
+    // Names strictly increase: a segment that holds only CHECKPOINT records (no LSN taken
+    // since it began) is followed by one named one higher, never by one of the same name.
+    const firstLsn = Math.max(lastLsn + 1, this.current.firstLsn + 1)
+    this.current = { name: '', path: '', firstLsn, prevLsn: lastLsn, fd: undefined, closed: false, dirSynced: false, blockingFd: undefined, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE }
+    return this.current
+  }
+
+  /** Once the current segment is half full, zero-fills the next one's file on the thread pool. */
+  prepareSpareIfDue(): void {
+    if (!this.opts.preallocate || this.spare || this.sparePending || this.current.end <= this.opts.segmentSize / 2) return
+    this.sparePending = true
+    prepareSpare(this.dir, this.backend, this.opts.segmentSize).then(
+      (spare) => {
+        this.sparePending = false
+        if (this.closed) discardSpare(spare)
+        else this.spare = spare
+      },
+      () => {
+        // No spare (e.g. ENOSPC): the segment is then created without zero fill, and a
+        // real shortage of space surfaces on the records' own write.
+        this.sparePending = false
+      },
+    )
+  }
+
+  /** Adopts a spare made by open (the first segment's zero fill). */
+  adoptSpare(spare: Spare): void {
+    this.spare = spare
+  }
+
+  /** Creates seg's file on this thread, or finishes its creation (the directory sync). */
+  createBlocking(seg: WriterSegment): void {
+    if (seg.fd !== undefined) {
+      if (!seg.dirSynced) {
+        syncDir(this.dir)
+        seg.dirSynced = true
+      }
+      return
+    }
+    const spare = this.takeSpare()
+    this.adopt(seg, createSegment(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), this.preallocateTo(), spare))
+    seg.dirSynced = true
+  }
+
+  /** Creates seg's file on the thread pool; the blocking path may create it meanwhile. */
+  async create(seg: WriterSegment): Promise<void> {
+    if (seg.fd === undefined) {
+      const spare = this.takeSpare()
+      const made = await createSegmentAsync(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), this.preallocateTo(), spare, () => seg.fd !== undefined)
+      if (made) {
+        this.adopt(seg, made)
+        seg.dirSynced = false
+      }
+    }
+    if (!seg.dirSynced) {
+      await syncDirAsync(this.dir)
+      seg.dirSynced = true
+    }
+  }
+
+  /** The descriptor of seg for the blocking path (see WriterSegment.blockingFd). */
+  blockingFd(seg: WriterSegment): number {
+    if (seg.blockingFd === undefined) seg.blockingFd = fs.openSync(seg.path, 'r+')
+    return seg.blockingFd
+  }
+
+  /**
+   * Removes from the list the segments that hold only LSNs up to `lsn` (segment i holds
+   * LSNs below segment i+1's name; the last one is always kept) and returns them.
+   */
+  deleteThrough(lsn: number): SegmentRef[] {
+    let n = 0
+    while (this.list.length - n > 1 && this.list[n + 1].firstLsn - 1 <= lsn) n++
+    return this.list.splice(0, n)
+  }
+
+  /** Closes the fds of segments no longer written to, except the one `busy` (a write on the pool) uses. */
+  closeRetired(busy: WriterSegment | undefined): void {
+    for (let i = this.retired.length - 1; i >= 0; i--) {
+      const s = this.retired[i]
+      if (busy === s) continue
+      this.retired.splice(i, 1)
+      if (s.fd !== undefined) fs.closeSync(s.fd)
+      if (s.blockingFd !== undefined) fs.closeSync(s.blockingFd)
+      s.blockingFd = undefined
+      s.closed = true
+    }
+  }
+
+  /** Releases every fd and the spare; a write still on the pool keeps its fd until closeRetired. */
+  shutdown(busy: WriterSegment | undefined): void {
+    this.closed = true
+    if (this.newest) this.retired.push(this.newest)
+    this.newest = undefined
+    this.closeRetired(busy)
+    if (this.spare) discardSpare(this.spare)
+    this.spare = undefined
+  }
+
+  private headerOf(seg: WriterSegment) {
+    return { prevLsn: seg.prevLsn, checkpointLsn: Math.min(this.checkpointLsn(), seg.prevLsn) }
+  }
+
+  private preallocateTo(): number {
+    return this.opts.preallocate ? this.opts.segmentSize : 0
+  }
+
+  private takeSpare(): Spare | undefined {
+    const spare = this.spare
+    this.spare = undefined
+    return spare
+  }
+
+  private adopt(seg: WriterSegment, made: OpenSegment): void {
+    if (this.list.some((s) => s.name === made.name)) {
+      fs.closeSync(made.fd)
+      throw new WalError('WAL_CORRUPT', `The writer created segment ${made.name} in ${this.dir} twice; it stopped rather than overwrite it. Please report this.`, { segment: made.name, offset: 0 })
+    }
+    seg.fd = made.fd
+    seg.name = made.name
+    seg.path = made.path
+    this.list.push({ name: made.name, firstLsn: seg.firstLsn })
+    if (this.closed) {
+      this.retired.push(seg) // closed while the pool created it: closed once its write ends
+      return
+    }
+    if (this.newest) this.retired.push(this.newest)
+    this.newest = seg
+  }
+}
