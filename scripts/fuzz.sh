@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the native record decoder and CRC32C (native/codec.cc, native/crc32c.cc) with
-# libFuzzer + ASan + UBSan.
+# Fuzzes the native record codec (scanner and encoders) and CRC32C (native/codec.cc,
+# native/crc32c.cc) with libFuzzer + ASan + UBSan.
 #
 #   scripts/fuzz.sh [seconds] [extra libFuzzer flags...]     (default: 60 seconds)
 #
