@@ -15,7 +15,7 @@ import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
 import { SEGMENT_HEADER_SIZE } from './format.js'
 import type { ResolvedOptions } from './options.js'
-import type { SegmentFiles, WriterSegment } from './segment-files.js'
+import type { WriterSegments, WriterSegment } from './writer-segments.js'
 import { fsCall } from './segments.js'
 import type { PendingWrite, Stage } from './stage.js'
 
@@ -40,7 +40,7 @@ export class CommitQueue {
     private readonly backend: Backend,
     private readonly opts: ResolvedOptions,
     private readonly stage: Stage,
-    private readonly files: SegmentFiles,
+    private readonly files: WriterSegments,
     durableLsn: number,
   ) {
     this.durableLsn = durableLsn

@@ -20,7 +20,7 @@ export interface WalErrorDetails {
   cause?: unknown
 }
 
-/** Every error fastwal raises on purpose. `code` says which kind; see SPEC §4. */
+/** Every error fastwal raises on purpose. `code` says which kind. */
 export class WalError extends Error {
   readonly code: WalErrorCode
   /** WAL_CORRUPT: the segment file name. */

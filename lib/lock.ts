@@ -1,4 +1,4 @@
-// One writer per directory (SPEC §2 "Exclusion"). Synchronous, because openSync takes it.
+// One writer per directory: a second writer, in this process or another, is refused with WAL_LOCKED. Synchronous, because openSync takes it.
 //
 // The claim must not rest on the LOCK file: anyone can delete or replace that file while the
 // lock is held, and a new opener would then create and lock a fresh one. So a writer takes

@@ -44,7 +44,7 @@ export type ReaderStep = { open: SegmentRef; path: string; read?: undefined } | 
 
 const CHUNK_SIZE = 1024 * 1024
 
-export function goneError(dir: string, from: number, firstLsn: number, why: string): WalError {
+function goneError(dir: string, from: number, firstLsn: number, why: string): WalError {
   return new WalError(
     'WAL_GONE',
     `Entries from LSN ${from} were asked for, but ${why}; the log in ${dir} now starts at LSN ${firstLsn}. Replay from ${firstLsn} (or from 0 for everything retained), and keep a cursor to stop checkpoints deleting what a consumer still needs.`,
@@ -52,7 +52,7 @@ export function goneError(dir: string, from: number, firstLsn: number, why: stri
   )
 }
 
-export function readError(err: unknown, what: string, path: string): WalError {
+function readError(err: unknown, what: string, path: string): WalError {
   return err instanceof WalError ? err : ioError(err, what, path, 'read')
 }
 

@@ -3,13 +3,13 @@
 // fit, and hands the bytes to the commit queue. Its parts:
 //   stage.ts          the staging buffer
 //   commit-queue.ts   writes and fdatasyncs, group commit, the blocking path, failure
-//   segment-files.ts  segment creation, preallocation, descriptors
+//   writer-segments.ts  segment creation, preallocation, descriptors
 import type { Backend } from './backend.js'
 import { CommitQueue } from './commit-queue.js'
 import { WalError } from './errors.js'
 import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, TYPE_PUT } from './format.js'
 import type { EncodedOp, ResolvedOptions } from './options.js'
-import { SegmentFiles, type WriterSegment } from './segment-files.js'
+import { WriterSegments, type WriterSegment } from './writer-segments.js'
 import type { SegmentRef, Spare } from './segments.js'
 import { Stage, type PendingWrite } from './stage.js'
 
@@ -27,7 +27,7 @@ export interface WriterState {
 export class LogWriter {
   /** Highest checkpoint recorded; later segment headers carry it. */
   checkpointLsn: number
-  private readonly files: SegmentFiles
+  private readonly files: WriterSegments
   private readonly stage: Stage
   private readonly queue: CommitQueue
   private closed = false
@@ -39,7 +39,7 @@ export class LogWriter {
     state: WriterState,
   ) {
     this.checkpointLsn = state.checkpointLsn
-    this.files = new SegmentFiles(dir, backend, opts, state.segments, state.current, () => this.checkpointLsn)
+    this.files = new WriterSegments(dir, backend, opts, state.segments, state.current, () => this.checkpointLsn)
     this.stage = new Stage(state.current, state.current.end, state.lastLsn)
     this.queue = new CommitQueue(dir, backend, opts, this.stage, this.files, state.durableLsn)
     if (state.spare) this.files.adoptSpare(state.spare)

@@ -45,7 +45,7 @@ export interface Batch {
 }
 
 /** Whether a record with these fields may follow one whose LSN field was `lastSeen`. */
-export function lsnInOrder(type: number, flags: number, lsn: number, lastSeen: number): boolean {
+function lsnInOrder(type: number, flags: number, lsn: number, lastSeen: number): boolean {
   if (type === TYPE_CHECKPOINT || type === TYPE_COMMIT || flags & FLAG_BATCH) return lsn >= lastSeen
   return lsn > lastSeen
 }

@@ -174,7 +174,7 @@ export async function openSegment(path: string, backend: Backend): Promise<Opene
 const ZEROS = Buffer.alloc(64 * 1024)
 
 /** Index of the first non-zero byte of b, or b.length. Compares 64 KiB at a time. */
-export function firstNonZero(b: Uint8Array): number {
+function firstNonZero(b: Uint8Array): number {
   for (let at = 0; at < b.length; at += ZEROS.length) {
     const part = b.subarray(at, Math.min(b.length, at + ZEROS.length))
     if (Buffer.compare(part, ZEROS.subarray(0, part.length)) !== 0) {

@@ -23,7 +23,7 @@ import { lastNonZero } from './record-reader.js'
 import type { WriterState } from './log-writer.js'
 import type { ResolvedOptions } from './options.js'
 import type { TailPlan } from './recovery.js'
-import { openedSegment } from './segment-files.js'
+import { openedSegment } from './writer-segments.js'
 import { createSegment, discardSpare, syncDir, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
 
 /** What finishRepair found: the predecessor's cut, and remnants to remove. */
@@ -131,7 +131,7 @@ export function removeRemnants(dir: string, backend: Backend, r: Remnants): void
   if (r.orphans.length > 0) syncDir(dir, 'open')
 }
 
-export interface RepairPlan {
+interface RepairPlan {
   /** The segment whose records are kept up to `validEnd` (undefined: none is). */
   kept?: SegmentRef
   validEnd: number
@@ -147,7 +147,7 @@ export interface RepairPlan {
  * Makes a repair that drops LSNs crash-safe: R first (durable), then the cut, then the
  * removals. Returns R, the segment appends continue in.
  */
-export function repairWithNewSegment(dir: string, backend: Backend, all: readonly SegmentRef[], plan: RepairPlan, preallocateTo: number, spare?: Spare): OpenSegment {
+function repairWithNewSegment(dir: string, backend: Backend, all: readonly SegmentRef[], plan: RepairPlan, preallocateTo: number, spare?: Spare): OpenSegment {
   const highest = all.reduce((m, s) => Math.max(m, s.firstLsn), 0)
   const firstLsn = Math.max(plan.maxLsn + 1, highest + 1)
   const made = createSegment(dir, backend, firstLsn, { prevLsn: plan.keptLsn, checkpointLsn: Math.min(plan.checkpointLsn, plan.keptLsn) }, preallocateTo, spare)
@@ -163,7 +163,7 @@ export function repairWithNewSegment(dir: string, backend: Backend, all: readonl
 }
 
 /** Shrinks a segment to `size` and syncs it (a no-op when it already has that size). */
-export function truncateAndSync(dir: string, name: string, size: number, backend: Backend): void {
+function truncateAndSync(dir: string, name: string, size: number, backend: Backend): void {
   const path = join(dir, name)
   let fd: number | undefined
   try {

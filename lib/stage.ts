@@ -1,7 +1,7 @@
 // The staging buffer: records are encoded into it at call time, back to back, for the
 // segment they go to. Sealing it turns what is staged into a PendingWrite: one
 // positional write of contiguous bytes (+ fdatasync), run by the commit queue.
-import type { WriterSegment } from './segment-files.js'
+import type { WriterSegment } from './writer-segments.js'
 
 export interface Waiter {
   resolve(value: unknown): void

@@ -38,7 +38,7 @@ export function openedSegment(made: OpenSegment, end: number): WriterSegment {
   return { name: made.name, path: made.path, firstLsn: made.firstLsn, prevLsn: made.prevLsn, fd: made.fd, closed: false, dirSynced: true, blockingFd: undefined, end, written: end }
 }
 
-export class SegmentFiles {
+export class WriterSegments {
   /** Segments on disk that the writer has not deleted, oldest first. */
   readonly list: SegmentRef[]
   /** The segment appends go into. Its file may not exist yet. */
