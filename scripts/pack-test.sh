@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packaging proof (issue 6): what `npm publish` would ship installs and works on a machine
+# Packaging proof: what `npm publish` would ship installs and works on a machine
 # with no compiler.
 #
 #   1. Makes sure prebuilds/<platform>-<arch>/ holds a prebuild of the current native/ sources
