@@ -18,6 +18,7 @@ import type { ResolvedOptions } from './options.js'
 import type { WriterSegments, WriterSegment } from './writer-segments.js'
 import { fsCall } from './segments.js'
 import type { PendingWrite, Stage } from './stage.js'
+import { channels, type WriterCounters } from './stats.js'
 
 const WRITE_THRESHOLD = 64 * 1024 // sync none/interval: start a write once this much is staged
 const STAGE_HARD_LIMIT = 4 * 1024 * 1024 // sync none/interval: past this, write on the calling thread
@@ -42,6 +43,9 @@ export class CommitQueue {
     private readonly stage: Stage,
     private readonly files: WriterSegments,
     durableLsn: number,
+    private readonly counters: WriterCounters,
+    /** Called when durableLsn advances; `blocking` on the blocking path. */
+    private readonly onDurable: (lsn: number, blocking: boolean) => void,
   ) {
     this.durableLsn = durableLsn
     if (opts.sync === 'interval') {
@@ -142,17 +146,23 @@ export class CommitQueue {
         seg = w.seg
       }
       const cur = this.files.current
-      if (sync && cur.fd !== undefined) this.backend.fdatasyncBlocking(this.files.blockingFd(cur))
+      if (sync && cur.fd !== undefined) {
+        const t0 = performance.now()
+        this.backend.fdatasyncBlocking(this.files.blockingFd(cur))
+        let ops = 0
+        for (const w of done) if (!w.dataSync) ops += w.ops
+        this.synced(Math.max(ops, 1), 0, (performance.now() - t0) * 1000)
+      }
     } catch (err) {
       this.fail(err, seg ?? this.files.current)
       for (const w of done) this.reject(w)
       throw this.failed
     }
+    const before = this.durableLsn
     if (sync) this.durableLsn = Math.max(this.durableLsn, this.stage.write.lastLsn)
-    for (const w of done) {
-      this.completed(w)
-      this.settle(w)
-    }
+    for (const w of done) this.completed(w, false)
+    if (this.durableLsn > before) this.onDurable(this.durableLsn, true)
+    for (const w of done) this.settle(w)
     this.files.closeRetired(this.inflight?.seg)
   }
 
@@ -232,7 +242,9 @@ export class CommitQueue {
       const fd = w.seg.fd!
       await fsCall<void>((cb) => fs.ftruncate(fd, w.truncateTo, cb))
     }
+    const t0 = performance.now()
     await this.backend.write(w.seg.fd!, w.buf, 0, w.len, w.position, w.dataSync)
+    w.syncUs = (performance.now() - t0) * 1000
   }
 
   private ran(w: PendingWrite): void {
@@ -245,7 +257,7 @@ export class CommitQueue {
       this.notifyIdle()
       return
     }
-    this.completed(w)
+    this.completed(w, true)
     this.files.closeRetired(undefined)
     // Start the next group's write+sync before settling this group's promises: the
     // callers' continuations (which stage the group after next) then run while the disk
@@ -259,15 +271,32 @@ export class CommitQueue {
     this.files.createBlocking(w.seg)
     const fd = this.files.blockingFd(w.seg)
     if (w.truncateTo >= 0) fs.ftruncateSync(fd, w.truncateTo)
+    const t0 = performance.now()
     this.backend.writeBlocking(fd, w.buf, 0, w.len, w.position)
     if (w.dataSync) this.backend.fdatasyncBlocking(fd)
+    w.syncUs = (performance.now() - t0) * 1000
   }
 
-  /** The write is on disk (and synced if it asked to be): readers and durableLsn may advance. */
-  private completed(w: PendingWrite): void {
+  /**
+   * The write is on disk (and synced if it asked to be): readers and durableLsn may
+   * advance; `notify` tells followers (the blocking path tells them once, at its end).
+   */
+  private completed(w: PendingWrite, notify: boolean): void {
     w.seg.written = Math.max(w.seg.written, w.position + w.len)
-    if (w.dataSync) this.durableLsn = Math.max(this.durableLsn, w.lastLsn)
+    this.counters.bytesWritten += w.len
+    if (w.dataSync) {
+      this.synced(w.ops, w.len, w.syncUs)
+      if (w.lastLsn > this.durableLsn) {
+        this.durableLsn = w.lastLsn
+        if (notify) this.onDurable(this.durableLsn, false)
+      }
+    }
     this.stage.recycle(w.buf)
+  }
+
+  private synced(groupSize: number, bytes: number, us: number): void {
+    this.counters.synced(groupSize, us)
+    if (channels.sync.hasSubscribers) channels.sync.publish({ dir: this.dir, durableLsn: this.durableLsn, groupSize, bytes, latencyUs: us })
   }
 
   private settle(w: PendingWrite): void {

@@ -76,6 +76,8 @@ export const HINT = {
   read: 'The log was not changed; fix the cause (permissions, hardware, a file put there by something else) and read again.',
   /** Deleting checkpointed segments failed; the checkpoint itself is durable. */
   checkpoint: 'The checkpoint record is durable; the segments it frees stay on disk until a later checkpoint deletes them. Fix the cause (permissions, hardware).',
+  /** A cursor could not be written or read. */
+  cursor: 'The cursor keeps its previous position and the log is unchanged; fix the cause (disk space, permissions) and confirm again.',
   /** The lock could not be taken or released. */
   lock: 'Nothing was changed; check the permissions of the directory and its LOCK file.',
 } as const

@@ -1,5 +1,6 @@
 export { WriteAheadLog } from './wal.js'
-export type { ReadOptions } from './wal.js'
+export type { ReadOptions, Stats } from './wal.js'
+export type { Cursor } from './cursors.js'
 export { WalError } from './errors.js'
 export type { WalErrorCode } from './errors.js'
 export type { Bytes, Operation, Options } from './options.js'

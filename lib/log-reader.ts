@@ -11,7 +11,7 @@ import { WalError, ioError } from './errors.js'
 import { SEGMENT_HEADER_SIZE, decodeSegmentHeader } from './format.js'
 import { RecordCursor, type CursorOutput } from './record-cursor.js'
 import { SegmentReader, openSegment, openSegmentBlocking, type OpenedSegment, type ReadRequest } from './record-reader.js'
-import type { SegmentRef } from './segments.js'
+import { readPrevLsn, type SegmentRef } from './segments.js'
 
 /** What a reader needs to know about the log it reads. */
 export interface LogSource {
@@ -25,6 +25,18 @@ export interface LogSource {
   checkpointLsn(): number
   /** Lowest LSN the log still holds (asking for less is WAL_GONE). */
   firstLsn(): number
+  /** Highest LSN known durable: a follower yields nothing above it. */
+  durableLsn(): number
+  /**
+   * True for a readOnly handle: segments are listed from the directory (refresh()), the
+   * last one may be growing in another process (read live), and a segment that has a
+   * successor ends where the successor's header says it does.
+   */
+  live: boolean
+  /** Takes a fresh look at the directory (live sources): `full` when reading starts, not after each wait. */
+  refresh(full: boolean): void
+  /** Calls `cb` once, at the next change a follower may care about (durableLsn advanced, a new segment, close). Returns the unsubscribe. */
+  onChange(cb: () => void): () => void
   /**
    * Registers a reader: `position()` is the first LSN of the oldest segment it may still
    * read, which checkpoint must not delete. Returns the function to call as it advances
@@ -40,7 +52,14 @@ export interface TrackedReader {
   abort(err: WalError): void
 }
 
-export type ReaderStep = { open: SegmentRef; path: string; read?: undefined } | { read: ReadRequest; open?: undefined } | undefined
+export type ReaderStep =
+  | { open: SegmentRef; path: string; read?: undefined; wait?: undefined }
+  | { read: ReadRequest; open?: undefined; wait?: undefined }
+  | { wait: true; open?: undefined; read?: undefined }
+  | undefined
+
+/** What a driver did: one step ('more'), nothing until the log changes ('wait'), or the end ('done'). */
+export type StepResult = 'more' | 'wait' | 'done'
 
 const CHUNK_SIZE = 1024 * 1024
 
@@ -66,10 +85,14 @@ export class LogReader {
   /** Called when the reader moves to another segment or ends (checkpoint may delete more). */
   advanced: () => void = () => {}
 
+  private waiting = false
+
+  /** A follower (`follow`) waits at the end of the log instead of ending, and yields only what is durable. */
   constructor(
     private readonly src: LogSource,
     private readonly from: number,
     output: CursorOutput,
+    private readonly follow = false,
   ) {
     this.cursor = new RecordCursor(0, 0, SEGMENT_HEADER_SIZE, output)
   }
@@ -83,21 +106,70 @@ export class LogReader {
   step(): ReaderStep {
     if (this.failure) throw this.failure
     if (!this.started) this.start()
+    if (this.waiting) {
+      // Woken: the log may have changed.
+      this.waiting = false
+      if (this.src.live) this.src.refresh(false)
+      this.reader?.resume()
+    }
+    if (this.follow) this.cursor.lsnLimit = this.durableLimit()
     for (;;) {
       if (this.finished) return undefined
       const r = this.reader
-      if (!r) return this.nextSegment()
+      if (!r) {
+        const next = this.nextSegment()
+        if (next) return next
+        // Every segment is read: a follower waits for the next one.
+        return this.follow ? this.wait() : this.finish()
+      }
       const req = r.next()
       if (req) return { read: req }
-      if (r.stopped === 'damage') throw this.corrupt(this.seg!.name, r.damage!.offset, r.damage!.what)
-      if (r.stopped === 'limit') {
+      const name = this.seg!.name
+      if (r.stopped === 'damage') {
+        if (!this.endsBefore(r.damage!.offset)) throw this.corrupt(name, r.damage!.offset, r.damage!.what)
+      } else if (r.stopped === 'limit') {
+        const limit = this.src.limitFor(name)
+        if (limit < 0 || r.pos < limit) {
+          // Held back by the LSN limit: what follows is not durable yet (unless the marks
+          // just read show that it is).
+          const durable = this.durableLimit()
+          if (durable <= this.cursor.lsnLimit) return this.wait()
+          this.cursor.lsnLimit = durable
+          continue
+        }
         // Caught up with the writer in its current segment, unless it has moved on.
-        if (this.isLast()) return this.finish()
+        if (this.isLast()) return this.follow ? this.wait() : this.finish()
         // It has moved on: read this segment to its end (limit -1 now) or leave it.
-        if (this.src.limitFor(this.seg!.name) < 0) continue
+        if (this.src.limitFor(name) < 0) continue
+      } else if (this.follow && this.src.live && this.isLast()) {
+        return this.wait() // the end of what another process has written so far
       }
       this.closeSegment()
     }
+  }
+
+  /** What a follower may yield up to. A record's durable mark is a durable LSN too (for a writer that publishes none). */
+  private durableLimit(): number {
+    return this.src.live ? Math.max(this.src.durableLsn(), this.cursor.maxMark) : this.src.durableLsn()
+  }
+
+  private wait(): ReaderStep {
+    this.waiting = true
+    return { wait: true }
+  }
+
+  /**
+   * Damage in a live source's segment that has a successor: a segment ends at the LSN its
+   * successor's header continues after, and what lies beyond (the torn tail of a writer
+   * that crashed, removed by its next open) is not part of the log.
+   */
+  private endsBefore(offset: number): boolean {
+    if (!this.src.live) return false
+    const segs = this.src.segments()
+    const next = segs.find((s) => s.firstLsn > this.seg!.firstLsn)
+    if (!next) return false
+    const prev = readPrevLsn(this.src.dir, next, this.src.backend)
+    return prev !== undefined && prev === this.cursor.lastSeen && offset >= this.cursor.end
   }
 
   /** The segment asked for by step() is open. */
@@ -112,7 +184,7 @@ export class LogReader {
     const prev = this.seg
     const first = this.pendingFirst
     this.seg = seg
-    this.reader = new SegmentReader(file.fd, file.size, this.cursor, () => this.src.limitFor(seg.name), () => this.measure(), CHUNK_SIZE)
+    this.reader = new SegmentReader(file.fd, file.size, this.cursor, () => this.src.limitFor(seg.name), () => this.measure(), CHUNK_SIZE, SEGMENT_HEADER_SIZE, this.src.live ? () => this.isLast() : undefined)
     this.advanced()
     const h = decodeSegmentHeader(file.header, this.src.backend.crc32c)
     if (typeof h === 'string') {
@@ -173,6 +245,7 @@ export class LogReader {
 
   private start(): void {
     this.started = true
+    if (this.src.live) this.src.refresh(true)
     const first = this.src.firstLsn()
     const cp = this.src.checkpointLsn()
     if (first > cp + 1) {
@@ -198,7 +271,7 @@ export class LogReader {
     } else {
       idx = segs.findIndex((s) => s.firstLsn > prev.firstLsn)
     }
-    if (idx < 0 || idx >= segs.length) return this.finish()
+    if (idx < 0 || idx >= segs.length) return undefined
     this.pending = segs[idx]
     this.pendingFirst = idx === 0
     return { open: segs[idx], path: join(this.src.dir, segs[idx].name) }
@@ -240,10 +313,11 @@ export class LogReader {
   }
 }
 
-/** Does one step of `reader` on the calling thread; false when the log is read to its end. */
-export function stepBlocking(reader: LogReader, backend: Backend, dir: string): boolean {
+/** Does one step of `reader` on the calling thread. */
+export function stepBlocking(reader: LogReader, backend: Backend, dir: string): StepResult {
   const s = reader.step()
-  if (!s) return false
+  if (!s) return 'done'
+  if (s.wait) return 'wait'
   if (s.open) {
     let file: OpenedSegment
     try {
@@ -252,7 +326,7 @@ export function stepBlocking(reader: LogReader, backend: Backend, dir: string): 
       reader.openFailed(err, s.path)
     }
     reader.opened(file)
-    return true
+    return 'more'
   }
   let chunk
   try {
@@ -261,13 +335,14 @@ export function stepBlocking(reader: LogReader, backend: Backend, dir: string): 
     throw readError(err, 'Reading a segment for replay', dir)
   }
   reader.accept(s.read, chunk)
-  return true
+  return 'more'
 }
 
-/** Does one step of `reader` on the thread pool; false when the log is read to its end. */
-export async function step(reader: LogReader, backend: Backend, dir: string): Promise<boolean> {
+/** Does one step of `reader` on the thread pool. */
+export async function step(reader: LogReader, backend: Backend, dir: string): Promise<StepResult> {
   const s = reader.step()
-  if (!s) return false
+  if (!s) return 'done'
+  if (s.wait) return 'wait'
   if (s.open) {
     let file: OpenedSegment
     try {
@@ -276,7 +351,7 @@ export async function step(reader: LogReader, backend: Backend, dir: string): Pr
       reader.openFailed(err, s.path)
     }
     reader.opened(file)
-    return true
+    return 'more'
   }
   let chunk
   try {
@@ -285,5 +360,5 @@ export async function step(reader: LogReader, backend: Backend, dir: string): Pr
     throw readError(err, 'Reading a segment for replay', dir)
   }
   reader.accept(s.read, chunk)
-  return true
+  return 'more'
 }

@@ -12,6 +12,7 @@ import type { EncodedOp, ResolvedOptions } from './options.js'
 import { WriterSegments, type WriterSegment } from './writer-segments.js'
 import type { SegmentRef, Spare } from './segments.js'
 import { Stage, type PendingWrite } from './stage.js'
+import { WriterCounters } from './stats.js'
 
 /** Where a writer starts: what open (and repair) left on disk. */
 export interface WriterState {
@@ -31,6 +32,10 @@ export class LogWriter {
   private readonly stage: Stage
   private readonly queue: CommitQueue
   private closed = false
+  readonly counters = new WriterCounters()
+
+  /** Called each time durableLsn advances; `blocking` on the blocking path. */
+  onDurable: (lsn: number, blocking: boolean) => void = () => {}
 
   constructor(
     dir: string,
@@ -39,9 +44,9 @@ export class LogWriter {
     state: WriterState,
   ) {
     this.checkpointLsn = state.checkpointLsn
-    this.files = new WriterSegments(dir, backend, opts, state.segments, state.current, () => this.checkpointLsn)
+    this.files = new WriterSegments(dir, backend, opts, state.segments, state.current, () => this.checkpointLsn, this.counters)
     this.stage = new Stage(state.current, state.current.end, state.lastLsn)
-    this.queue = new CommitQueue(dir, backend, opts, this.stage, this.files, state.durableLsn)
+    this.queue = new CommitQueue(dir, backend, opts, this.stage, this.files, state.durableLsn, this.counters, (lsn, blocking) => this.onDurable(lsn, blocking))
     if (state.spare) this.files.adoptSpare(state.spare)
   }
 
@@ -56,6 +61,11 @@ export class LogWriter {
 
   get failed(): WalError | undefined {
     return this.queue.failed
+  }
+
+  /** The segment appends go into. */
+  get currentSegment(): Readonly<WriterSegment> {
+    return this.files.current
   }
 
   /** Segments on disk, oldest first. */
@@ -73,6 +83,8 @@ export class LogWriter {
     const start = w.len
     const end = this.encode(() => this.backend.encodeRecord(w.buf, start, op.type, lsn, this.durableLsn, op.key, op.type === TYPE_PUT ? op.value : undefined))
     this.staged(w, lsn, start, end, size)
+    w.ops++
+    this.counters.appends++
     return lsn
   }
 
@@ -83,6 +95,8 @@ export class LogWriter {
     const start = w.len
     const end = this.encode(() => this.backend.encodeBatch(w.buf, start, types, keys, values, first, this.durableLsn))
     this.staged(w, first + types.length - 1, start, end, size)
+    w.ops++
+    this.counters.batches++
     return first
   }
 

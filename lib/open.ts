@@ -11,7 +11,11 @@ import { LogWriter } from './log-writer.js'
 import { loadAddon } from './native-addon.js'
 import { nativeBackend } from './native-backend.js'
 import { resolveOptions, type Options, type ResolvedOptions } from './options.js'
+import { isCursorTempName } from './cursors.js'
+import { DurablePublisher } from './durable-file.js'
+import { ensureLogId, readLogId } from './log-id.js'
 import { ReadOnlyView } from './read-only-view.js'
+import { channels } from './stats.js'
 import { cleanTail, cleanTailBlocking, planPointInTime, planTail, type RecoveryReport, type TailPlan } from './recovery.js'
 import { applyRecoveryPlan, findRemnants, hasRemnants, removeRemnants, type Remnants } from './repair.js'
 import { discardSpare, isSpareName, listSegments, prepareSpare, prepareSpareSync, type SegmentRef, type Spare } from './segments.js'
@@ -24,6 +28,9 @@ export interface OpenedLog {
   writer?: LogWriter
   lock?: DirLock
   view?: ReadOnlyView
+  /** Publishes the writer's durable LSN for readers in other processes. */
+  publisher?: DurablePublisher
+  logId: string
   checkpointLsn: number
   report: RecoveryReport
 }
@@ -89,11 +96,11 @@ function ensureDir(dir: string, opts: ResolvedOptions): boolean {
   }
 }
 
-/** Takes the writer's lock; a spare left by a crash (only zeros) is removed under it. */
+/** Takes the writer's lock; temporary files a crash left (a spare of zeros, a cursor not yet renamed) are removed under it. */
 function lockDir(dir: string): DirLock {
   const lock = acquireLock(dir)
   try {
-    for (const name of fs.readdirSync(dir)) if (isSpareName(name)) fs.rmSync(join(dir, name), { force: true })
+    for (const name of fs.readdirSync(dir)) if (isSpareName(name) || isCursorTempName(name) || /^\.logid-[0-9]+\.tmp$/.test(name)) fs.rmSync(join(dir, name), { force: true })
   } catch (err) {
     lock.release()
     throw ioError(err, 'Removing a stale preallocated file', dir, 'open')
@@ -145,9 +152,19 @@ function needsNewSegment(plan: TailPlan): boolean {
 
 function finish(p: Prepared, plan: TailPlan, remnants: Remnants | undefined, segments: SegmentRef[], spare: Spare | undefined): OpenedLog {
   const base = { dir: p.dir, backend: p.backend, opts: p.opts, checkpointLsn: plan.checkpointLsn, report: plan.report }
-  if (!p.lock) return { ...base, view: new ReadOnlyView(segments, plan, remnants) }
+  const r = plan.report
+  if (channels.recovery.hasSubscribers && (r.truncatedBytes > 0 || r.droppedEntries > 0 || r.droppedBatches > 0)) channels.recovery.publish({ dir: p.dir, readOnly: !p.lock, ...r })
+  if (!p.lock) return { ...base, logId: readLogId(p.dir), view: new ReadOnlyView(p.dir, p.backend, segments, plan, remnants) }
   const state = applyRecoveryPlan(p.dir, p.backend, p.opts, segments, plan, spare)
-  return { ...base, lock: p.lock, writer: new LogWriter(p.dir, p.backend, p.opts, state) }
+  const writer = new LogWriter(p.dir, p.backend, p.opts, state)
+  try {
+    const logId = ensureLogId(p.dir)
+    const publisher = new DurablePublisher(p.dir, p.backend, writer.durableLsn)
+    return { ...base, lock: p.lock, writer, publisher, logId }
+  } catch (err) {
+    writer.shutdown()
+    throw err
+  }
 }
 
 function failed(p: Prepared, err: unknown, spare?: Spare): never {

@@ -77,6 +77,10 @@ export class RecordCursor {
   lsnBeforeBatch = 0
   /** Batches discarded without a matching COMMIT. */
   orphans = 0
+  /** Records with an LSN field above this are not consumed yet: a follower yields only what is durable. */
+  lsnLimit = Infinity
+  /** Why consume() last returned a row: a record out of LSN order, or one above lsnLimit. */
+  stoppedBy: 'stale' | 'limit' | undefined
 
   private open: Entry[] | undefined // members of the open batch while it is still valid
   private first = 0
@@ -103,7 +107,7 @@ export class RecordCursor {
 
   /**
    * Consumes index rows [from, to) of a scan of `buf`, which starts at file offset `base`.
-   * Returns -1, or the row whose LSN is out of order (nothing from it on is consumed).
+   * Returns -1, or the row where it stopped (see stoppedBy); nothing from that row on is consumed.
    */
   consume(buf: Buffer, ix: Float64Array, base: number, from = 0, to = ix.length): number {
     const out = this.output
@@ -111,7 +115,14 @@ export class RecordCursor {
       const type = typeAt(ix, i)
       const flags = flagsAt(ix, i)
       const lsn = ix[i + IX_LSN]
-      if (!lsnInOrder(type, flags, lsn, this.lastSeen)) return i
+      if (!lsnInOrder(type, flags, lsn, this.lastSeen)) {
+        this.stoppedBy = 'stale'
+        return i
+      }
+      if (lsn > this.lsnLimit) {
+        this.stoppedBy = 'limit'
+        return i
+      }
       this.lastSeen = lsn
       if (lsn > this.maxLsn) this.maxLsn = lsn
       if (ix[i + IX_MARK] > this.maxMark) this.maxMark = ix[i + IX_MARK]

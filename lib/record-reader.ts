@@ -6,11 +6,14 @@
 //  - the writer's limit: bytes past it may not be written yet;
 //  - damage: a bad or incomplete record, zeros before later data, or a record out of LSN
 //    order. Judging damage (torn tail or corruption) is recovery's job, not the reader's.
+// A segment a writer may still be appending to, with no byte limit known (a readOnly
+// handle's last segment), is read "live": zeros, an incomplete or a bad record there are
+// where the written bytes end for now, not damage; resume() reads on from there later.
 // The reader is a state machine (next() says what to read, accept() takes it), so the
 // blocking and the promise drivers below share every decision.
 import * as fs from 'node:fs'
 import type { Backend, ScanChunk } from './backend.js'
-import { IX_POS, RECORD_HEADER_SIZE, SCAN_END, SCAN_NEED_MORE, SCAN_ZERO, SEGMENT_HEADER_SIZE } from './format.js'
+import { IX_LSN, IX_MARK, IX_POS, IX_STRIDE, RECORD_HEADER_SIZE, SCAN_END, SCAN_NEED_MORE, SCAN_ZERO, SEGMENT_HEADER_SIZE } from './format.js'
 import type { RecordCursor } from './record-cursor.js'
 
 export interface ReadRequest {
@@ -25,7 +28,11 @@ export interface Damage {
   what: string
 }
 
-/** Why the reader stopped: see the file comment. 'limit' is not final: next() checks the limit again. */
+/**
+ * Why the reader stopped: see the file comment. 'limit' (the byte limit, or the cursor's
+ * LSN limit) is not final: next() checks the limits again; 'end' of a live segment is
+ * ended by resume().
+ */
 export type ReaderStop = 'end' | 'limit' | 'damage'
 
 export class SegmentReader {
@@ -35,6 +42,7 @@ export class SegmentReader {
   damage: Damage | undefined
   private need = 0
   private zeroCheck = false // reading the rest of a segment that must be all zeros
+  private heldLsn = 0 // LSN of a record the cursor's LSN limit held back
 
   /**
    * `limit()` gives the bytes known to hold whole records, or -1 to read to the end of
@@ -49,14 +57,28 @@ export class SegmentReader {
     private readonly measure: () => number,
     private readonly chunkSize: number,
     start = SEGMENT_HEADER_SIZE,
+    /** Whether the segment is read live (see the file comment). */
+    private readonly live: () => boolean = () => false,
   ) {
     this.pos = start
+  }
+
+  /** After a live 'end': read on from where the records ended, once more is written. */
+  resume(): void {
+    if (this.stopped === 'end') this.stopped = undefined
   }
 
   /** The next read to do, or undefined when stopped (see `stopped`). */
   next(): ReadRequest | undefined {
     if (this.stopped === 'end' || this.stopped === 'damage') return undefined
     this.stopped = undefined
+    if (this.heldLsn > 0) {
+      if (this.heldLsn > this.cursor.lsnLimit) {
+        this.stopped = 'limit'
+        return undefined
+      }
+      this.heldLsn = 0
+    }
     if (this.zeroCheck) return { fd: this.fd, buf: Buffer.allocUnsafe(this.chunkSize), position: this.pos }
     const limit = this.limit()
     if (limit >= 0 && this.pos >= limit) {
@@ -65,7 +87,9 @@ export class SegmentReader {
     }
     if (limit < 0 && this.pos + RECORD_HEADER_SIZE > this.size) this.size = this.measure()
     const avail = limit >= 0 ? limit - this.pos : Math.max(this.size - this.pos, 1)
-    const want = Math.max(this.need, Math.min(this.chunkSize, avail))
+    // Live, most of a preallocated file is zeros not yet written: ask for little at a time.
+    const chunk = limit < 0 && this.live() ? Math.min(this.chunkSize, LIVE_CHUNK) : this.chunkSize
+    const want = Math.max(this.need, Math.min(chunk, avail))
     return { fd: this.fd, buf: Buffer.allocUnsafe(want), position: this.pos }
   }
 
@@ -81,8 +105,18 @@ export class SegmentReader {
       return
     }
     const ix = chunk.index
-    const stale = this.cursor.consume(req.buf, ix, req.position)
-    if (stale >= 0) return this.fail(req.position + ix[stale + IX_POS], 'Record with an LSN out of order (a stale copy of older data)')
+    const row = this.cursor.consume(req.buf, ix, req.position)
+    if (row >= 0) {
+      if (this.cursor.stoppedBy === 'stale') return this.fail(req.position + ix[row + IX_POS], 'Record with an LSN out of order (a stale copy of older data)')
+      // Held back by the LSN limit: read again from this record once the limit has risen.
+      // The held-back records' durable marks still count (they may raise the limit).
+      for (let j = row; j < ix.length; j += IX_STRIDE) if (ix[j + IX_MARK] > this.cursor.maxMark) this.cursor.maxMark = ix[j + IX_MARK]
+      this.pos = req.position + ix[row + IX_POS]
+      this.need = 0
+      this.heldLsn = ix[row + IX_LSN]
+      this.stopped = 'limit'
+      return
+    }
     const limit = this.limit()
     this.pos = req.position + chunk.stop
     this.need = 0
@@ -91,7 +125,7 @@ export class SegmentReader {
         if (atEof && limit < 0) this.stopped = 'end'
         return
       case SCAN_NEED_MORE:
-        if (atEof) return this.fail(this.pos, 'Incomplete record')
+        if (atEof) return this.tail(this.pos, 'Incomplete record')
         this.need = chunk.need
         return
       case SCAN_ZERO: {
@@ -102,6 +136,10 @@ export class SegmentReader {
         }
         if (limit >= 0) {
           if (this.pos < limit) this.fail(this.pos, 'Zeroed bytes inside written data')
+          return
+        }
+        if (this.live()) {
+          this.stopped = 'end' // not written yet
           return
         }
         const rest = req.buf.subarray(chunk.stop, chunk.bytes)
@@ -115,8 +153,14 @@ export class SegmentReader {
         return
       }
       default:
-        return this.fail(this.pos, 'Invalid record (checksum or header mismatch)')
+        return this.tail(this.pos, 'Invalid record (checksum or header mismatch)')
     }
+  }
+
+  /** Damage where a live segment's written bytes end is only the end for now (a write in progress). */
+  private tail(offset: number, what: string): void {
+    if (this.limit() < 0 && this.live()) this.stopped = 'end'
+    else this.fail(offset, what)
   }
 
   private fail(offset: number, what: string): void {
@@ -172,6 +216,7 @@ export async function openSegment(path: string, backend: Backend): Promise<Opene
 }
 
 const ZEROS = Buffer.alloc(64 * 1024)
+const LIVE_CHUNK = 64 * 1024
 
 /** Index of the first non-zero byte of b, or b.length. Compares 64 KiB at a time. */
 function firstNonZero(b: Uint8Array): number {

@@ -1,4 +1,4 @@
-// Replay: the iterators over a LogReader. Entries and batches come out of the record
+// Replay and follow: the iterators over a LogReader. Entries and batches come out of the record
 // cursor, which yields a batch only when its COMMIT matches its BEGIN. Memory is one
 // chunk plus the largest open batch. The sync and async iterators share the reader and
 // differ only in the driver (calling thread or thread pool).
@@ -20,7 +20,7 @@ function* readAllSync<T extends Entry | Batch>(src: LogSource, reader: LogReader
   try {
     for (;;) {
       out.items.length = 0
-      if (!stepBlocking(reader, src.backend, src.dir)) return
+      if (stepBlocking(reader, src.backend, src.dir) !== 'more') return // 'wait' is only for followers
       const items = out.items
       for (let i = 0; i < items.length; i++) {
         reader.check()
@@ -47,6 +47,7 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
   private failure: unknown
   private pending: Promise<IteratorResult<T>> | undefined
   private readonly onAbort: (() => void) | undefined
+  private wake: (() => void) | undefined // a follower waiting for the log to change
 
   constructor(
     private readonly src: LogSource,
@@ -54,11 +55,13 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
     asBatches: boolean,
     private readonly before?: () => Promise<void>,
     private readonly signal?: AbortSignal,
+    private readonly follow = false,
   ) {
     this.out = { from, asBatches, items: [] }
-    this.reader = new LogReader(src, from, this.out)
+    this.reader = new LogReader(src, from, this.out, follow)
     // Registered now, so a checkpoint made before the first next() keeps what it needs.
-    this.reader.advanced = src.track({ position: () => this.reader.position(), abort: (err) => this.stop(err) })
+    // A follower ends (done) when the handle closes; a replay rejects with WAL_CLOSED.
+    this.reader.advanced = src.track({ position: () => this.reader.position(), abort: (err) => (this.follow ? this.end() : this.stop(err)) })
     if (signal) {
       this.onAbort = () => this.stop(signal.reason)
       if (signal.aborted) this.onAbort()
@@ -96,12 +99,23 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
       while (this.items.length === 0) {
         if (this.failure !== undefined) throw this.failure
         if (this.finished) return { value: undefined, done: true }
-        const more = await step(this.reader, this.src.backend, this.src.dir)
+        const r = await step(this.reader, this.src.backend, this.src.dir)
         if (this.failure !== undefined) throw this.failure // aborted or closed meanwhile
         if (this.finished) return { value: undefined, done: true } // return() was called meanwhile
-        if (!more) {
+        if (r === 'done') {
           this.finish()
           return { value: undefined, done: true }
+        }
+        if (r === 'wait') {
+          // Woken by the writer (a sync), a change in the directory, abort or close.
+          await new Promise<void>((resolve) => {
+            const unsubscribe = this.src.onChange(() => this.wake?.())
+            this.wake = () => {
+              this.wake = undefined
+              unsubscribe()
+              resolve()
+            }
+          })
         }
       }
       return { value: this.items[this.i++] as T, done: false }
@@ -123,6 +137,15 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
     if (this.failure === undefined) this.failure = err
     this.items = []
     this.i = 0
+    this.wake?.()
+    if (this.pending) this.pending.then(() => this.finish(), () => this.finish())
+    else this.finish()
+  }
+
+  /** The handle closed under a follower: it ends, done. */
+  private end(): void {
+    this.finished = true
+    this.wake?.()
     if (this.pending) this.pending.then(() => this.finish(), () => this.finish())
     else this.finish()
   }
@@ -152,4 +175,13 @@ export function replayBatchesAsync(src: LogSource, from: number, before?: () => 
 
 export function replayEntriesAsync(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Entry> {
   return new ReplayIterator<Entry>(src, from, false, before, signal)
+}
+
+/** What replay yields, then each later committed entry once it is durable; ends when the handle closes. */
+export function followEntries(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Entry> {
+  return new ReplayIterator<Entry>(src, from, false, before, signal, true)
+}
+
+export function followBatches(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Batch> {
+  return new ReplayIterator<Batch>(src, from, true, before, signal, true)
 }

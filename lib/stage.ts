@@ -24,6 +24,10 @@ export interface PendingWrite {
   dataSync: boolean
   /** >= 0: shrink the file to this size first (a finished segment drops its preallocation). */
   truncateTo: number
+  /** Appends and batches staged in it (the group a sync of it commits). */
+  ops: number
+  /** Microseconds the write + fdatasync took, once done. */
+  syncUs: number
 }
 
 const STAGE_INITIAL = 256 * 1024
@@ -68,6 +72,6 @@ export class Stage {
   private start(seg: WriterSegment, position: number, lastLsn: number): PendingWrite {
     const buf = this.reusable ?? Buffer.allocUnsafe(STAGE_INITIAL)
     this.reusable = undefined
-    return { seg, buf, len: 0, position, lastLsn, waiters: [], dataSync: false, truncateTo: -1 }
+    return { seg, buf, len: 0, position, lastLsn, waiters: [], dataSync: false, truncateTo: -1, ops: 0, syncUs: 0 }
   }
 }

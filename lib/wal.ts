@@ -5,13 +5,17 @@ import { join } from 'node:path'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
 import { RECORD_HEADER_SIZE, MAX_PAYLOAD, MAX_LSN } from './format.js'
+import { Cursor, checkCursorName, openCursor, readCursors, readCursorsBlocking, type CursorHost } from './cursors.js'
+import type { DurablePublisher } from './durable-file.js'
 import type { DirLock } from './lock.js'
+import { LogWatcher } from './log-watcher.js'
 import type { LogSource, TrackedReader } from './log-reader.js'
 import type { LogWriter } from './log-writer.js'
 import { openLog, openLogBlocking, type OpenedLog } from './open.js'
 import { normalizeBatch, normalizeOp, type Operation, type Options, type ResolvedOptions } from './options.js'
 import type { ReadOnlyView } from './read-only-view.js'
-import { replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry } from './replay.js'
+import { followBatches, followEntries, replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry } from './replay.js'
+import { channels } from './stats.js'
 import { fsCall, readPrevLsn, syncDir, syncDirAsync, type SegmentRef } from './segments.js'
 
 /** LSNs are exact JavaScript integers: a call that would pass 2^53 - 1 is refused whole. */
@@ -20,7 +24,35 @@ function checkLsnRoom(w: LogWriter, n: number, what: string): void {
     throw new WalError('WAL_INVALID', `${what}: the log has used LSNs up to ${w.lastLsn}; ${n} more would pass 2^53 - 1, the largest LSN. Start a new log.`)
 }
 
-/** Options of replay and replayBatches. */
+/** What stats() returns: plain numbers, cheap to call per request. */
+export interface Stats {
+  lastLsn: number
+  durableLsn: number
+  firstLsn: number
+  checkpointLsn: number
+  /** Segment files in the log (those checkpoint freed but a reader still holds included). */
+  segments: number
+  bytesOnDisk: number
+  /** Standalone appends and batches staged by this handle. */
+  appends: number
+  batches: number
+  bytesWritten: number
+  /** Completed data syncs of this handle. */
+  syncs: number
+  syncLatencyUs: { p50: number; p99: number; max: number }
+  /** Appends and batches per sync (group commit), mean and largest. */
+  groupCommit: { mean: number; max: number }
+  /** Segments created by this handle's writer after open. */
+  rotations: number
+  /** Bytes zero-filled ahead for new segments by this handle. */
+  bytesPreallocated: number
+  /** Unfinished replay and follow iterators of this handle. */
+  readers: number
+  /** Every cursor on the directory (from any process): how far each is behind, and what it keeps on disk. */
+  cursors: { name: string; lsn: number; lagEntries: number; lagBytes: number }[]
+}
+
+/** Options of replay, replayBatches, follow and followBatches. */
 export interface ReadOptions {
   /** First LSN to yield; default checkpointLsn + 1; 0 for everything retained. */
   from?: number
@@ -52,6 +84,16 @@ export class WriteAheadLog {
   /** close() is deleting what readers held back: reap goes on after closedFlag. */
   private finalReap = false
   private readonly prevLsnOf = new Map<string, number>()
+  /** Followers waiting for the log to change. */
+  private readonly changeWaiters = new Set<() => void>()
+  private readonly publisher: DurablePublisher | undefined
+  /** readOnly: watches the directory while followers wait; `listingStale` asks for a new listing. */
+  private watcher: LogWatcher | undefined
+  private listingStale = false
+  private readonly sizeOf = new Map<string, number>() // sizes of finished segments, for stats()
+  private cursorCache: { at: number; cursors: Map<string, number> } | undefined
+  private readonly cursorHost: CursorHost
+  readonly logId: string
 
   private constructor(o: OpenedLog) {
     this.dir = o.dir
@@ -61,8 +103,29 @@ export class WriteAheadLog {
     this.writer = o.writer
     this.lock = o.lock
     this.view = o.view
+    this.publisher = o.publisher
+    this.logId = o.logId
     this.cpLsn = o.checkpointLsn
     this.recovery = Object.freeze({ ...o.report })
+    const publisher = o.publisher
+    if (this.writer && publisher) {
+      this.writer.onDurable = (lsn, blocking) => {
+        if (blocking) publisher.publishBlocking(lsn)
+        else publisher.publish(lsn)
+        this.wakeFollowers()
+      }
+    }
+    this.cursorHost = {
+      dir: this.dir,
+      backend: this.impl,
+      lastLsn: () => {
+        this.view?.refresh(false)
+        return this.lastLsn
+      },
+      check: (what) => {
+        if (this.closedFlag) throw new WalError('WAL_CLOSED', `${what}: the WAL in ${this.dir} is closed. Open it again to use cursors.`)
+      },
+    }
   }
 
   /** Opens (creating if needed) the log in `dir`, recovering its tail. */
@@ -78,8 +141,9 @@ export class WriteAheadLog {
     return (this.writer ?? this.view!).lastLsn
   }
 
+  /** For a readOnly handle: what the writer in another process last published as durable. */
   get durableLsn(): number {
-    return this.writer ? this.writer.durableLsn : this.view!.lastLsn
+    return this.writer ? this.writer.durableLsn : this.view!.durableLsn
   }
 
   get checkpointLsn(): number {
@@ -183,6 +247,19 @@ export class WriteAheadLog {
       limitFor: w ? (name) => w.writtenEnd(name) : (name) => v!.limitFor(name),
       checkpointLsn: () => this.checkpointLsn,
       firstLsn: () => this.firstLsn,
+      durableLsn: () => this.durableLsn,
+      live: !w,
+      refresh: (full) => {
+        if (!v) return
+        v.refresh(full || this.listingStale)
+        if (full || this.listingStale) this.prevLsnOf.clear()
+        this.listingStale = false
+      },
+      onChange: (cb) => {
+        this.changeWaiters.add(cb)
+        if (v && !this.closedFlag) this.watch()
+        return () => this.changeWaiters.delete(cb)
+      },
       track: (reader) => {
         this.readers.add(reader)
         return () => {
@@ -240,6 +317,36 @@ export class WriteAheadLog {
     return replayBatchesAsync(this.source(), from, this.flushBeforeRead(), signal)
   }
 
+  /** What replay yields, then every later committed entry once it is durable, in LSN order; ends when the handle closes. */
+  follow(opts?: ReadOptions): AsyncIterableIterator<Entry> {
+    const { from, signal } = this.readOptions('follow', opts, true)
+    return followEntries(this.source(), from, this.flushBeforeRead(), signal)
+  }
+
+  followBatches(opts?: ReadOptions): AsyncIterableIterator<Batch> {
+    const { from, signal } = this.readOptions('followBatches', opts, true)
+    return followBatches(this.source(), from, this.flushBeforeRead(), signal)
+  }
+
+  /** Wakes every waiting follower: the writer made more durable, the directory changed, or the handle closes. */
+  private wakeFollowers(): void {
+    if (this.changeWaiters.size === 0) return
+    const waiters = [...this.changeWaiters]
+    this.changeWaiters.clear()
+    for (const cb of waiters) cb()
+  }
+
+  /** readOnly: follows the writer in another process through the directory (log-watcher.ts). */
+  private watch(): void {
+    if (!this.watcher)
+      this.watcher = new LogWatcher(this.dir, (c) => {
+        if (c.listing) this.listingStale = true
+        if (c.segmentWrite && this.view!.published) return // the durable LSN says when records count
+        this.wakeFollowers()
+      })
+    this.watcher.start()
+  }
+
   replaySync(opts?: { from?: number }): IterableIterator<Entry> {
     const { from } = this.readOptions('replaySync', opts, false)
     if (this.writer && !this.writer.failed) this.writer.drainBlocking(false)
@@ -254,16 +361,91 @@ export class WriteAheadLog {
       throw new WalError('WAL_INVALID', `checkpoint(lsn): lsn must be a non-negative integer; got ${String(lsn)}.`)
     if (lsn > w.lastLsn)
       throw new WalError('WAL_INVALID', `checkpoint(${lsn}): only LSNs up to lastLsn (${w.lastLsn}) can be checkpointed.`)
-    if (lsn <= this.cpLsn) return
-    w.stageCheckpoint(lsn)
-    await w.syncAll()
-    this.cpLsn = Math.max(this.cpLsn, lsn)
+    if (lsn > this.cpLsn) {
+      w.stageCheckpoint(lsn)
+      await w.syncAll()
+      this.cpLsn = Math.max(this.cpLsn, lsn)
+    }
     // Closed meanwhile (closeSync made the record durable): a closed handle deletes
     // nothing; a later checkpoint frees these segments again.
     if (this.closedFlag) return
+    // Segments holding an entry above any cursor stay (a checkpoint at or below the last
+    // one still deletes what cursors have since released).
+    let keep = this.cpLsn
+    let heldBy = 0
+    for (const c of (await readCursors(this.dir, this.impl)).values())
+      if (c < keep) {
+        keep = c
+        heldBy++
+      }
+    if (this.closedFlag) return
     // Out of the writer's list before the first await, so a concurrent checkpoint sees the rest.
-    this.doomed.push(...w.deleteThrough(lsn))
+    const freed = w.deleteThrough(keep)
+    this.doomed.push(...freed)
     await this.reap() // after any deletion already under way
+    if (channels.checkpoint.hasSubscribers) channels.checkpoint.publish({ dir: this.dir, lsn: this.cpLsn, deletedSegments: freed.length, heldByCursors: heldBy })
+  }
+
+  // --- cursors and stats ---------------------------------------------------------------
+
+  /** Opens the named cursor, creating it at firstLsn - 1; allowed on readOnly handles. */
+  async cursor(name: string): Promise<Cursor> {
+    checkCursorName(name)
+    this.cursorHost.check('cursor')
+    this.cursorCache = undefined
+    return openCursor(this.cursorHost, name, this.firstLsn - 1)
+  }
+
+  /** Counters and positions; reads the directory at most once a second (for cursors). */
+  stats(): Stats {
+    const w = this.writer
+    const segs = this.segments()
+    const sizes = segs.map((s) => this.segmentSize(s))
+    const bytesOnDisk = sizes.reduce((a, b) => a + b, 0)
+    const now = Date.now()
+    if (!this.cursorCache || now - this.cursorCache.at > 1000) this.cursorCache = { at: now, cursors: readCursorsBlocking(this.dir, this.impl) }
+    const last = this.lastLsn
+    const cursors = [...this.cursorCache.cursors].map(([name, lsn]) => {
+      let lagBytes = 0
+      // What it keeps: the segments holding entries above its LSN.
+      for (let i = 0; i < segs.length; i++) if (i + 1 >= segs.length || segs[i + 1].firstLsn - 1 > lsn) lagBytes += sizes[i]
+      return { name, lsn, lagEntries: Math.max(0, last - lsn), lagBytes: lsn >= last ? 0 : lagBytes }
+    })
+    const c = w?.counters
+    return {
+      lastLsn: last,
+      durableLsn: this.durableLsn,
+      firstLsn: this.firstLsn,
+      checkpointLsn: this.checkpointLsn,
+      segments: segs.length,
+      bytesOnDisk,
+      appends: c?.appends ?? 0,
+      batches: c?.batches ?? 0,
+      bytesWritten: c?.bytesWritten ?? 0,
+      syncs: c?.syncs ?? 0,
+      syncLatencyUs: { p50: c?.syncLatency.percentile(50) ?? 0, p99: c?.syncLatency.percentile(99) ?? 0, max: Math.round(c?.syncLatency.max ?? 0) },
+      groupCommit: { mean: c && c.syncs > 0 ? c.syncedGroups / c.syncs : 0, max: c?.maxGroupSize ?? 0 },
+      rotations: c?.rotations ?? 0,
+      bytesPreallocated: c?.bytesPreallocated ?? 0,
+      readers: this.readers.size,
+      cursors,
+    }
+  }
+
+  /** A segment's size on disk: finished segments are measured once; the writer's current one is known. */
+  private segmentSize(s: SegmentRef): number {
+    const cur = this.writer?.currentSegment
+    if (cur && cur.name === s.name) return this.opts.preallocate ? Math.max(cur.end, this.opts.segmentSize) : cur.end
+    let size = this.sizeOf.get(s.name)
+    if (size === undefined) {
+      try {
+        size = fs.statSync(join(this.dir, s.name)).size
+      } catch {
+        return 0
+      }
+      if (this.writer) this.sizeOf.set(s.name, size) // a readOnly handle's last segment may still grow
+    }
+    return size
   }
 
   /**
@@ -333,12 +515,20 @@ export class WriteAheadLog {
         if (w) await this.reap().catch(() => undefined)
       } finally {
         this.closeReaders()
+        this.endWatching()
         w?.shutdown()
+        this.publisher?.close(w?.durableLsn ?? 0)
         this.lock?.release()
       }
       if (failure !== undefined) throw failure
     })()
     return this.closing
+  }
+
+  /** Followers end; the directory is no longer watched. */
+  private endWatching(): void {
+    this.watcher?.stop()
+    this.wakeFollowers()
   }
 
   closeSync(): void {
@@ -356,8 +546,10 @@ export class WriteAheadLog {
       }
     } finally {
       this.closeReaders()
+      this.endWatching()
       if (w) this.reapSync()
       w?.shutdown()
+      this.publisher?.close(w?.durableLsn ?? 0)
       const lock = this.lock
       // Without a failure, drainSync rewrote any in-flight bytes; with one, the lock waits
       // for the pending pool write (see close()).

@@ -10,6 +10,7 @@ import type { Backend } from './backend.js'
 import { WalError } from './errors.js'
 import { SEGMENT_HEADER_SIZE } from './format.js'
 import type { ResolvedOptions } from './options.js'
+import { channels, type WriterCounters } from './stats.js'
 import { createSegment, createSegmentAsync, discardSpare, prepareSpare, syncDir, syncDirAsync, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
 
 export interface WriterSegment {
@@ -57,6 +58,7 @@ export class WriterSegments {
     current: WriterSegment,
     /** The latest checkpoint, which new segment headers carry. */
     private readonly checkpointLsn: () => number,
+    private readonly counters: WriterCounters,
   ) {
     this.list = list
     this.current = current
@@ -79,6 +81,7 @@ export class WriterSegments {
     prepareSpare(this.dir, this.backend, this.opts.segmentSize).then(
       (spare) => {
         this.sparePending = false
+        this.counters.bytesPreallocated += spare.size
         if (this.closed) discardSpare(spare)
         else this.spare = spare
       },
@@ -187,6 +190,8 @@ export class WriterSegments {
     seg.name = made.name
     seg.path = made.path
     this.list.push({ name: made.name, firstLsn: seg.firstLsn })
+    this.counters.rotations++
+    if (channels.rotate.hasSubscribers) channels.rotate.publish({ dir: this.dir, segment: made.name, prevLsn: seg.prevLsn })
     if (this.closed) {
       this.retired.push(seg) // closed while the pool created it: closed once its write ends
       return

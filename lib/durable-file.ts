@@ -1,0 +1,122 @@
+// The writer's durable LSN, published for readers in other processes: the file DURABLE in
+// the log directory holds 16 bytes, rewritten in place after each completed sync, never
+// synced itself. A reader in another process sees a rewrite at once (the page cache is
+// shared); after a crash the value may be older than what is durable, which only makes
+// followers wait until the next writer publishes (open publishes what recovery kept).
+//   bytes 0-3   magic "FWDL" (0x4c445746 little-endian)
+//   bytes 4-7   CRC32C of bytes 8-15
+//   bytes 8-15  durable LSN, u64 little-endian
+// A reader that finds a bad magic or CRC (a rewrite it raced with) reads again.
+import * as fs from 'node:fs'
+import { join } from 'node:path'
+import type { Backend } from './backend.js'
+import { ioError } from './errors.js'
+import { readU64, writeU64 } from './format.js'
+
+export const DURABLE_FILE = 'DURABLE'
+const MAGIC = 0x4c445746
+const SIZE = 16
+
+function encode(lsn: number, backend: Backend, into: Buffer): Buffer {
+  into.writeUInt32LE(MAGIC, 0)
+  writeU64(into, 8, lsn)
+  into.writeUInt32LE(backend.crc32c(into.subarray(8, 16)), 4)
+  return into
+}
+
+/** The published durable LSN, or undefined when there is none (no writer has published, or an older fastwal wrote the log). */
+export function readDurable(dir: string, backend: Backend): number | undefined {
+  let fd: number
+  try {
+    fd = fs.openSync(join(dir, DURABLE_FILE), 'r')
+  } catch {
+    return undefined
+  }
+  try {
+    const b = Buffer.alloc(SIZE)
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (fs.readSync(fd, b, 0, SIZE, 0) !== SIZE) return undefined
+      if (b.readUInt32LE(0) === MAGIC && b.readUInt32LE(4) === backend.crc32c(b.subarray(8, 16))) return readU64(b, 8)
+    }
+    return undefined
+  } catch {
+    return undefined
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** The writer's side: one descriptor, rewrites coalesced so at most one is in flight. */
+export class DurablePublisher {
+  private readonly fd: number
+  private readonly buf = Buffer.alloc(SIZE)
+  private inflight = false
+  private latest = -1 // the LSN to publish
+  private written = -1 // the LSN the last write to complete put in the file
+  private closed = false
+
+  constructor(
+    dir: string,
+    private readonly backend: Backend,
+    lsn: number,
+  ) {
+    const path = join(dir, DURABLE_FILE)
+    try {
+      this.fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
+    } catch (err) {
+      throw ioError(err, 'Publishing the durable LSN', path, 'open')
+    }
+    this.publishBlocking(lsn)
+  }
+
+  /** Publishes on the thread pool. A failed write is not retried: readers wait for a later one. */
+  publish(lsn: number): void {
+    if (this.closed || lsn <= this.latest) return
+    this.latest = lsn
+    this.flush()
+  }
+
+  /** Publishes on the calling thread. */
+  publishBlocking(lsn: number): void {
+    if (this.closed) return
+    if (lsn > this.latest) this.latest = lsn
+    try {
+      fs.writeSync(this.fd, encode(this.latest, this.backend, this.buf), 0, SIZE, 0)
+      this.written = this.latest
+    } catch {
+      // Readers then wait for a later publish.
+    }
+  }
+
+  close(lsn: number): void {
+    if (this.closed) return
+    this.publishBlocking(lsn)
+    this.closed = true
+    if (!this.inflight) fs.closeSync(this.fd)
+  }
+
+  private flush(): void {
+    if (this.inflight || this.written >= this.latest) return
+    this.inflight = true
+    const v = this.latest
+    fs.write(this.fd, encode(v, this.backend, Buffer.allocUnsafe(SIZE)), 0, SIZE, 0, (err) => {
+      this.inflight = false
+      // The file holds v now, even if a blocking publish of a later LSN landed before it.
+      if (!err) this.written = v
+      if (this.closed) {
+        // close() wrote the latest LSN; this older write may have landed after it.
+        if (v < this.latest) {
+          try {
+            fs.writeSync(this.fd, encode(this.latest, this.backend, this.buf), 0, SIZE, 0)
+          } catch {
+            // as in publishBlocking
+          }
+        }
+        fs.closeSync(this.fd)
+      } else if (this.latest > v) {
+        this.written = Math.min(this.written, v)
+        this.flush()
+      }
+    })
+  }
+}

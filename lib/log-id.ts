@@ -1,0 +1,46 @@
+// The log's id: 128 random bits, hex, in the file LOGID, created with the log (or by the
+// first writable open of a log made before ids existed) and never changed after. A
+// directory deleted and created again gets a new one, so a consumer that stored the id
+// next to its position can tell that its position no longer applies.
+import { randomBytes } from 'node:crypto'
+import * as fs from 'node:fs'
+import { join } from 'node:path'
+import { ioError } from './errors.js'
+import { syncDir } from './segments.js'
+
+export const LOG_ID_FILE = 'LOGID'
+const ID = /^[0-9a-f]{32}$/
+
+/** The id, or '' when the log has none yet (a readOnly open of a log no writer has opened since ids exist). */
+export function readLogId(dir: string): string {
+  try {
+    const id = fs.readFileSync(join(dir, LOG_ID_FILE), 'utf8').trim()
+    return ID.test(id) ? id : ''
+  } catch {
+    return ''
+  }
+}
+
+/** The id, created durably if missing (writable opens, under the lock). */
+export function ensureLogId(dir: string): string {
+  const existing = readLogId(dir)
+  if (existing) return existing
+  const id = randomBytes(16).toString('hex')
+  const path = join(dir, LOG_ID_FILE)
+  const tmp = join(dir, `.logid-${process.pid}.tmp`)
+  try {
+    const fd = fs.openSync(tmp, 'w', 0o644)
+    try {
+      fs.writeSync(fd, id + '\n')
+      fs.fdatasyncSync(fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+    fs.renameSync(tmp, path)
+  } catch (err) {
+    fs.rmSync(tmp, { force: true })
+    throw ioError(err, 'Creating the log id', path, 'open')
+  }
+  syncDir(dir, 'open')
+  return id
+}
