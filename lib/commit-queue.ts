@@ -130,6 +130,7 @@ export class CommitQueue {
     if (this.failed) throw this.failedError()
     const done: PendingWrite[] = []
     let seg: WriterSegment | undefined
+    let finalSyncUs = -1
     try {
       const inflight = this.inflight
       if (inflight) {
@@ -149,9 +150,7 @@ export class CommitQueue {
       if (sync && cur.fd !== undefined) {
         const t0 = performance.now()
         this.backend.fdatasyncBlocking(this.files.blockingFd(cur))
-        let ops = 0
-        for (const w of done) if (!w.dataSync) ops += w.ops
-        this.synced(Math.max(ops, 1), 0, (performance.now() - t0) * 1000)
+        finalSyncUs = (performance.now() - t0) * 1000
       }
     } catch (err) {
       this.fail(err, seg ?? this.files.current)
@@ -161,6 +160,11 @@ export class CommitQueue {
     const before = this.durableLsn
     if (sync) this.durableLsn = Math.max(this.durableLsn, this.stage.write.lastLsn)
     for (const w of done) this.completed(w, false)
+    if (finalSyncUs >= 0) {
+      let ops = 0
+      for (const w of done) if (!w.dataSync) ops += w.ops
+      this.synced(ops, 0, finalSyncUs)
+    }
     if (this.durableLsn > before) this.onDurable(this.durableLsn, true)
     for (const w of done) this.settle(w)
     this.files.closeRetired(this.inflight?.seg)
@@ -285,11 +289,10 @@ export class CommitQueue {
     w.seg.written = Math.max(w.seg.written, w.position + w.len)
     this.counters.bytesWritten += w.len
     if (w.dataSync) {
+      const advanced = w.lastLsn > this.durableLsn
+      if (advanced) this.durableLsn = w.lastLsn
       this.synced(w.ops, w.len, w.syncUs)
-      if (w.lastLsn > this.durableLsn) {
-        this.durableLsn = w.lastLsn
-        if (notify) this.onDurable(this.durableLsn, false)
-      }
+      if (advanced && notify) this.onDurable(this.durableLsn, false)
     }
     this.stage.recycle(w.buf)
   }

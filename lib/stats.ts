@@ -36,9 +36,9 @@ export class LatencyHistogram {
     let seen = 0
     for (let b = 0; b < this.counts.length; b++) {
       seen += this.counts[b]
-      if (seen >= rank) return Math.min(this.max, Math.round(2 ** ((b + 1) / 4)))
+      if (seen >= rank) return Math.round(Math.min(this.max, 2 ** ((b + 1) / 4)))
     }
-    return this.max
+    return Math.round(this.max)
   }
 }
 
@@ -48,7 +48,9 @@ export class WriterCounters {
   batches = 0
   bytesWritten = 0
   syncs = 0
-  /** Appends and batches acknowledged by syncs, summed: / syncs is the mean group size. */
+  /** Syncs that committed appends or batches (a rotation's sync of a full segment may commit none). */
+  groupSyncs = 0
+  /** Appends and batches committed by those syncs, summed: / groupSyncs is the mean group size. */
   syncedGroups = 0
   maxGroupSize = 0
   rotations = 0
@@ -58,6 +60,7 @@ export class WriterCounters {
   /** A data sync covering `groupSize` waiting appends completed after `us` microseconds. */
   synced(groupSize: number, us: number): void {
     this.syncs++
+    if (groupSize > 0) this.groupSyncs++
     this.syncedGroups += groupSize
     if (groupSize > this.maxGroupSize) this.maxGroupSize = groupSize
     this.syncLatency.record(us)

@@ -424,7 +424,7 @@ export class WriteAheadLog {
       bytesWritten: c?.bytesWritten ?? 0,
       syncs: c?.syncs ?? 0,
       syncLatencyUs: { p50: c?.syncLatency.percentile(50) ?? 0, p99: c?.syncLatency.percentile(99) ?? 0, max: Math.round(c?.syncLatency.max ?? 0) },
-      groupCommit: { mean: c && c.syncs > 0 ? c.syncedGroups / c.syncs : 0, max: c?.maxGroupSize ?? 0 },
+      groupCommit: { mean: c && c.groupSyncs > 0 ? c.syncedGroups / c.groupSyncs : 0, max: c?.maxGroupSize ?? 0 },
       rotations: c?.rotations ?? 0,
       bytesPreallocated: c?.bytesPreallocated ?? 0,
       readers: this.readers.size,
