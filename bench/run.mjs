@@ -18,7 +18,7 @@ const require = createRequire(import.meta.url)
 
 const USAGE = `usage: npm run bench -- [options]      (or: node bench/run.mjs [options])
   --scale <f>     multiply every workload size by f (default 1; 0.05 for a quick run)
-  --only <list>   workloads to run, comma-separated: A,B,C,D,E,F,O (default all)
+  --only <list>   workloads to run, comma-separated: A,B,C,D,E,F,S,O (default all)
   --runs <n>      runs of each measurement; the tables show medians (default 3; O does 3n)
   --dir <path>    data directory (default <repo>/.bench-data, or os.tmpdir() if that is tmpfs)
   --json <file>   also write every run's raw results to <file>
@@ -49,7 +49,7 @@ function parseArgs(argv) {
   }
   if (!(o.scale > 0)) die('--scale must be a positive number')
   if (!Number.isInteger(o.runs) || o.runs < 1) die('--runs must be a positive integer')
-  for (const w of o.only) if (!'ABCDEFO'.includes(w) || w.length !== 1) die(`--only: unknown workload ${w} (use A,B,C,D,E,F,O)`)
+  for (const w of o.only) if (!'ABCDEFSO'.includes(w) || w.length !== 1) die(`--only: unknown workload ${w} (use A,B,C,D,E,F,S,O)`)
   return o
 }
 
@@ -158,7 +158,8 @@ const B_RECORDS = n(20_000, 512)
 const C_RECORDS = n(500_000, 5000)
 const D_RECORDS = n(1_000_000, 10_000)
 const E_SECONDS = Math.min(0.5, Math.max(0.1, 0.5 * S))
-const F_ITER = n(1000, 50)
+const F_RECORDS = Math.max(1000, Math.round((100_000 * S) / 100) * 100)
+const S_ITER = n(1000, 50)
 const O_SEGMENTS = n(1000, 10)
 const O_SEGSIZE = 4096
 
@@ -192,6 +193,10 @@ const LABEL = {
   'js-1': 'pure-TS, 1 segment',
   'js-N': `pure-TS, ${O_SEGMENTS} segments`,
   'native-1-64M': 'native, 1 segment of 64 MiB',
+  'native-in-process': 'native, same process',
+  'js-in-process': 'pure-TS, same process',
+  'native-other-process': 'native, other process',
+  'js-other-process': 'pure-TS, other process',
 }
 
 const rate = (v) => (v >= 1e6 ? `${(v / 1e6).toFixed(2)}M` : v >= 1e4 ? `${(v / 1e3).toFixed(1)}k` : v.toFixed(0))
@@ -257,9 +262,22 @@ const WORKLOADS = {
     noDir: true,
   },
   F: {
-    title: `F: fdatasync latency of this disk (${F_ITER} x [4 KiB write + fdatasync], synchronous calls)`,
+    title: `F: a follower while the writer runs A (${F_RECORDS.toLocaleString('en')} records in durable batches of 100): in the writer's process, and in another (readOnly)`,
+    variants: ['native-in-process', 'js-in-process', 'native-other-process', 'js-other-process'],
+    job: { records: F_RECORDS },
+    columns: [
+      ['followedPerSec', 'entries/s followed', rate],
+      ['writerRecordsPerSec', 'writer records/s', rate],
+      ['followP50Ms', 'latency p50 ms', ms],
+      ['followP99Ms', 'latency p99 ms', ms],
+      ['maxLagEntries', 'max lag entries', fixed(0)],
+      ['idleCpuPct', 'idle CPU %', fixed(2)],
+    ],
+  },
+  S: {
+    title: `S: fdatasync latency of this disk (${S_ITER} x [4 KiB write + fdatasync], synchronous calls)`,
     variants: ['append', 'sparse', 'zeroed'],
-    job: { iterations: F_ITER },
+    job: { iterations: S_ITER },
     columns: [
       ['syncP50Ms', 'fdatasync p50 ms', ms],
       ['syncP99Ms', 'fdatasync p99 ms', ms],
@@ -491,6 +509,10 @@ function evaluateGoals() {
   below('D native peak RSS growth during replay', get('D', 'native-async', 'replayRssGrowthMiB'), 64, 'MiB', fixed(1))
   below('D native peak RSS growth, open + replay', get('D', 'native-async', 'processRssGrowthMiB'), 64, 'MiB', fixed(1))
   atLeast('E native CRC32C, 256 KiB', get('E', 'native-256K', 'gbPerSec'), 15, 'GB/s', fixed(2))
+  below('F native follow latency p99, same process', get('F', 'native-in-process', 'followP99Ms'), 0.5, 'ms', ms)
+  below('F native follow latency p99, other process', get('F', 'native-other-process', 'followP99Ms'), 10, 'ms', ms)
+  below('F native follower idle CPU, same process', get('F', 'native-in-process', 'idleCpuPct'), 1, '%', fixed(2))
+  below('F native follower idle CPU, other process', get('F', 'native-other-process', 'idleCpuPct'), 1, '%', fixed(2))
   // native >= pure-TS on every workload
   ratio('A native / pure-TS', get('A', 'native', 'recordsPerSec'), get('A', 'js', 'recordsPerSec'), 1)
   ratio('B native / pure-TS', get('B', 'native', 'recordsPerSec'), get('B', 'js', 'recordsPerSec'), 1)

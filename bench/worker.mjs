@@ -4,11 +4,14 @@
 // imported from the built package (dist/).
 import * as fs from 'node:fs'
 import { createRequire } from 'node:module'
-import { join } from 'node:path'
+import { spawn } from 'node:child_process'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { WriteAheadLog, crc32c } from '../dist/esm/index.mjs'
 
 const require = createRequire(import.meta.url)
+const here = dirname(fileURLToPath(import.meta.url))
 
 // --- shared data ---------------------------------------------------------------------
 
@@ -481,9 +484,9 @@ function workloadE({ variant, seconds }) {
   return { implementation, size, gbPerSec: (ops * size) / sec / 1e9, mopsPerSec: ops / sec / 1e6, checksum: acc >>> 0 }
 }
 
-// --- F: fdatasync latency ----------------------------------------------------------------
+// --- S: fdatasync latency ----------------------------------------------------------------
 
-function workloadF({ variant, dir, iterations }) {
+function workloadS({ variant, dir, iterations }) {
   const PAGE = 4096
   const { fd, positional } = openRaw(dir, variant, iterations * PAGE)
   const buf = Buffer.alloc(PAGE, 0x5a)
@@ -509,6 +512,89 @@ function workloadF({ variant, dir, iterations }) {
     syncsPerSec: 1000 / mean,
     ...latencyStats(totalLat, 'writeSync'),
   }
+}
+
+// --- F: followers while the writer runs workload A -----------------------------------
+
+const wallNow = () => performance.timeOrigin + performance.now() // comparable across processes
+
+/**
+ * The writer appends durable batches of 100 (workload A); a follower in this process
+ * ('*-in-process') or in another one ('*-other-process', a readOnly handle) follows with
+ * followBatches. Latency: append resolved -> the batch yielded to the follower (0 when the
+ * follower had it first: it is woken before the append's promise settles). Then both sit
+ * idle for IDLE_MS while the follower's CPU time is measured.
+ */
+async function workloadF({ variant, dir, records }) {
+  const BATCH = 100
+  const IDLE_MS = 2000
+  const batches = Math.max(1, Math.round(records / BATCH))
+  const [backend, where] = [variant.split('-')[0], variant.slice(variant.indexOf('-') + 1)]
+  const wal = await WriteAheadLog.open(dir, { backend, sync: 'always' })
+  const resolvedAt = new Float64Array(batches)
+  const yieldedAt = new Float64Array(batches)
+  let followed = 0
+  let maxLag = 0
+  let follower
+  let child
+  if (where === 'in-process') {
+    follower = (async () => {
+      for await (const b of wal.followBatches({ from: 1 })) {
+        yieldedAt[(b.first - 1) / BATCH] = wallNow()
+        if (++followed === batches) break
+      }
+    })()
+  } else {
+    child = spawn(process.execPath, [join(here, 'follower.mjs'), JSON.stringify({ dir, backend, batches, idleMs: IDLE_MS })], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    follower = new Promise((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`follower exited ${code}`)))))
+    await new Promise((resolve) => child.once('message', resolve)) // it is open and waiting for the first batch
+  }
+  let i = 0
+  const t0 = now()
+  const wall0 = wallNow()
+  for (let b = 0; b < batches; b++) {
+    const ops = new Array(BATCH)
+    for (let j = 0; j < BATCH; j++, i++) ops[j] = { type: 'put', key: keys[i & MASK], value: values[i & MASK] }
+    await wal.appendBatch(ops)
+    resolvedAt[b] = wallNow()
+    if (where === 'in-process') maxLag = Math.max(maxLag, (b + 1 - followed) * BATCH)
+  }
+  const writerSec = (now() - t0) / 1000
+  let idleCpuPct
+  let followedPerSec
+  if (where === 'in-process') {
+    await follower
+    followedPerSec = (batches * BATCH) / ((Math.max(...yieldedAt) - wall0) / 1000)
+    // Idle: a follower waiting, the writer idle.
+    const idle = wal.follow({ from: wal.lastLsn + 1 })
+    const pending = idle.next()
+    await new Promise((r) => setTimeout(r, 500)) // let the run's deferred work (GC, compilation) finish
+    const c0 = process.cpuUsage()
+    const w0 = now()
+    await new Promise((r) => setTimeout(r, IDLE_MS))
+    const c = process.cpuUsage(c0)
+    idleCpuPct = ((c.user + c.system) / 1000 / (now() - w0)) * 100
+    await wal.close()
+    await pending
+  } else {
+    const r = await follower
+    for (let b = 0; b < batches; b++) yieldedAt[b] = r.yieldedAt[b]
+    idleCpuPct = r.idleCpuPct
+    followedPerSec = r.entriesPerSec
+    maxLag = 0
+    for (let b = 0; b < batches; b++) {
+      // Batches the writer had acknowledged but the follower not yet yielded, when batch b was acknowledged.
+      let behind = 0
+      for (let k = 0; k <= b; k++) if (yieldedAt[k] > resolvedAt[b]) behind++
+      if (b % 16 === 0 || b === batches - 1) maxLag = Math.max(maxLag, behind * BATCH)
+    }
+    await wal.close()
+  }
+  const lat = new Float64Array(batches)
+  for (let b = 0; b < batches; b++) lat[b] = Math.max(0, yieldedAt[b] - resolvedAt[b])
+  return { records: batches * BATCH, writerRecordsPerSec: (batches * BATCH) / writerSec, followedPerSec, ...latencyStats(lat, 'follow'), maxLagEntries: maxLag, idleCpuPct }
 }
 
 // --- O: open time with 1 and many segments -------------------------------------------
@@ -541,7 +627,7 @@ async function workloadO({ variant, dir, segmentSize }) {
 
 // --- dispatch ------------------------------------------------------------------------
 
-const handlers = { A: workloadA, B: workloadB, C: workloadC, D: workloadD, E: workloadE, F: workloadF, O: workloadO, 'setup-D': setupD, 'setup-O': setupO }
+const handlers = { A: workloadA, B: workloadB, C: workloadC, D: workloadD, E: workloadE, F: workloadF, S: workloadS, O: workloadO, 'setup-D': setupD, 'setup-O': setupO }
 
 const job = JSON.parse(process.argv[2])
 try {

@@ -22,6 +22,7 @@ import { channels, type WriterCounters } from './stats.js'
 
 const WRITE_THRESHOLD = 64 * 1024 // sync none/interval: start a write once this much is staged
 const STAGE_HARD_LIMIT = 4 * 1024 * 1024 // sync none/interval: past this, write on the calling thread
+const RECENT_WRITES = 4
 
 export class CommitQueue {
   /** Every LSN up to this one is synced. */
@@ -35,6 +36,8 @@ export class CommitQueue {
   private closed = false
   private timer: NodeJS.Timeout | undefined
   private readonly idleWaiters: (() => void)[] = []
+  /** The last completed writes, newest last: an in-process reader takes their bytes without a read. */
+  private readonly recent: PendingWrite[] = []
 
   constructor(
     private readonly dir: string,
@@ -114,6 +117,20 @@ export class CommitQueue {
       this.stage.write.waiters.push({ resolve: done, reject: done, value: undefined, durable: false })
       this.schedulePump()
     })
+  }
+
+  /**
+   * A copy of the written bytes of `name` from `position` to the end of the completed write
+   * holding them (a record boundary), when that write is among the last few; else undefined.
+   */
+  recentBytes(name: string, position: number, max: number): Buffer | undefined {
+    for (let i = this.recent.length - 1; i >= 0; i--) {
+      const w = this.recent[i]
+      if (w.seg.name !== name || position < w.position || position >= w.position + w.len) continue
+      const from = position - w.position
+      return Buffer.from(w.buf.subarray(from, Math.min(w.len, from + max)))
+    }
+    return undefined
   }
 
   /** Calls cb once no write is on the thread pool (at once if none is). */
@@ -294,7 +311,8 @@ export class CommitQueue {
       this.synced(w.ops, w.len, w.syncUs)
       if (advanced && notify) this.onDurable(this.durableLsn, false)
     }
-    this.stage.recycle(w.buf)
+    this.recent.push(w)
+    if (this.recent.length > RECENT_WRITES) this.stage.recycle(this.recent.shift()!.buf)
   }
 
   private synced(groupSize: number, bytes: number, us: number): void {

@@ -35,6 +35,8 @@ export interface LogSource {
   live: boolean
   /** Takes a fresh look at the directory (live sources): `full` when reading starts, not after each wait. */
   refresh(full: boolean): void
+  /** The writer's recently written bytes of `name` from `position` (at most `max`), ending on a record boundary; undefined when not at hand. */
+  recentBytes?(name: string, position: number, max: number): Buffer | undefined
   /** Calls `cb` once, at the next change a follower may care about (durableLsn advanced, a new segment, close). Returns the unsubscribe. */
   onChange(cb: () => void): () => void
   /**
@@ -86,6 +88,7 @@ export class LogReader {
   advanced: () => void = () => {}
 
   private waiting = false
+  private rechecked = false // a live source was looked at again in this step
 
   /** A follower (`follow`) waits at the end of the log instead of ending, and yields only what is durable. */
   constructor(
@@ -113,6 +116,7 @@ export class LogReader {
       this.reader?.resume()
     }
     if (this.follow) this.cursor.lsnLimit = this.durableLimit()
+    this.rechecked = false
     for (;;) {
       if (this.finished) return undefined
       const r = this.reader
@@ -120,10 +124,20 @@ export class LogReader {
         const next = this.nextSegment()
         if (next) return next
         // Every segment is read: a follower waits for the next one.
-        return this.follow ? this.wait() : this.finish()
+        if (!this.follow) return this.finish()
+        const w = this.waitOrRecheck()
+        if (w) return w
+        continue
       }
       const req = r.next()
-      if (req) return { read: req }
+      if (req) {
+        // Bytes the writer of this process has just written need no read: scanned here.
+        const recent = this.src.recentBytes?.(this.seg!.name, req.position, req.buf.length)
+        if (!recent) return { read: req }
+        const scan = this.src.backend.scan(recent, 0, recent.length)
+        r.accept({ fd: req.fd, buf: recent, position: req.position }, { ...scan, bytes: recent.length })
+        continue
+      }
       const name = this.seg!.name
       if (r.stopped === 'damage') {
         if (!this.endsBefore(r.damage!.offset)) throw this.corrupt(name, r.damage!.offset, r.damage!.what)
@@ -133,16 +147,28 @@ export class LogReader {
           // Held back by the LSN limit: what follows is not durable yet (unless the marks
           // just read show that it is).
           const durable = this.durableLimit()
-          if (durable <= this.cursor.lsnLimit) return this.wait()
-          this.cursor.lsnLimit = durable
+          if (durable > this.cursor.lsnLimit) {
+            this.cursor.lsnLimit = durable
+            continue
+          }
+          const w = this.waitOrRecheck()
+          if (w) return w
           continue
         }
         // Caught up with the writer in its current segment, unless it has moved on.
-        if (this.isLast()) return this.follow ? this.wait() : this.finish()
+        if (this.isLast()) {
+          if (!this.follow) return this.finish()
+          const w = this.waitOrRecheck()
+          if (w) return w
+          continue
+        }
         // It has moved on: read this segment to its end (limit -1 now) or leave it.
         if (this.src.limitFor(name) < 0) continue
       } else if (this.follow && this.src.live && this.isLast()) {
-        return this.wait() // the end of what another process has written so far
+        // The end of what another process has written so far.
+        const w = this.waitOrRecheck()
+        if (w) return w
+        continue
       }
       this.closeSegment()
     }
@@ -153,7 +179,22 @@ export class LogReader {
     return this.src.live ? Math.max(this.src.durableLsn(), this.cursor.maxMark) : this.src.durableLsn()
   }
 
-  private wait(): ReaderStep {
+  /**
+   * A follower has read all it may: it waits for a change. A live source is looked at once
+   * more first (its DURABLE may have been rewritten while this reader was busy, and such a
+   * change wakes nobody); if more became durable, reading goes on (undefined).
+   */
+  private waitOrRecheck(): ReaderStep | undefined {
+    if (this.src.live && !this.rechecked) {
+      this.rechecked = true
+      this.src.refresh(false)
+      const durable = this.durableLimit()
+      if (durable > this.cursor.lsnLimit) {
+        this.cursor.lsnLimit = durable
+        this.reader?.resume()
+        return undefined
+      }
+    }
     this.waiting = true
     return { wait: true }
   }

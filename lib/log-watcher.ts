@@ -1,7 +1,8 @@
 // Wakes the followers of a readOnly handle when the writer in another process changes
 // the log: fs.watch on the directory (inotify, FSEvents, ReadDirectoryChangesW) for a
 // rewritten DURABLE file and for segments created or deleted, plus a slow safety poll for
-// file systems that report nothing (network mounts). Runs only while a follower waits.
+// file systems that report nothing (network mounts). It keeps the process alive only
+// while a follower waits (like a server socket), not after.
 import * as fs from 'node:fs'
 import { DURABLE_FILE } from './durable-file.js'
 
@@ -25,6 +26,17 @@ export class LogWatcher {
 
   get running(): boolean {
     return this.poll !== undefined
+  }
+
+  /** Whether the watch keeps the process alive: yes while a follower waits. */
+  keepAlive(on: boolean): void {
+    if (on) {
+      this.watcher?.ref()
+      this.poll?.ref()
+    } else {
+      this.watcher?.unref()
+      this.poll?.unref()
+    }
   }
 
   start(): void {

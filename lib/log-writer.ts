@@ -169,6 +169,11 @@ export class LogWriter {
     return this.closed ? Promise.resolve() : this.queue.writeStaged()
   }
 
+  /** Bytes of a recent write, for an in-process reader (see CommitQueue.recentBytes). */
+  recentBytes(name: string, position: number, max: number): Buffer | undefined {
+    return this.queue.recentBytes(name, position, max)
+  }
+
   /** Offset of `name` up to which records are written, or -1 once it is finished. */
   writtenEnd(name: string): number {
     return this.queue.writtenEnd(name)

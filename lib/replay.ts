@@ -20,12 +20,13 @@ function* readAllSync<T extends Entry | Batch>(src: LogSource, reader: LogReader
   try {
     for (;;) {
       out.items.length = 0
-      if (stepBlocking(reader, src.backend, src.dir) !== 'more') return // 'wait' is only for followers
+      const r = stepBlocking(reader, src.backend, src.dir)
       const items = out.items
       for (let i = 0; i < items.length; i++) {
         reader.check()
         yield items[i] as T
       }
+      if (r !== 'more') return // 'wait' is only for followers
     }
   } finally {
     reader.close()
@@ -48,6 +49,7 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
   private pending: Promise<IteratorResult<T>> | undefined
   private readonly onAbort: (() => void) | undefined
   private wake: (() => void) | undefined // a follower waiting for the log to change
+  private exhausted = false // the reader is done; the items in hand are the last
 
   constructor(
     private readonly src: LogSource,
@@ -99,14 +101,22 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
       while (this.items.length === 0) {
         if (this.failure !== undefined) throw this.failure
         if (this.finished) return { value: undefined, done: true }
+        if (this.exhausted) {
+          this.finish()
+          return { value: undefined, done: true }
+        }
         const r = await step(this.reader, this.src.backend, this.src.dir)
         if (this.failure !== undefined) throw this.failure // aborted or closed meanwhile
         if (this.finished) return { value: undefined, done: true } // return() was called meanwhile
         if (r === 'done') {
+          if (this.items.length > 0) {
+            this.exhausted = true // the last step produced these: yield them, then end
+            break
+          }
           this.finish()
           return { value: undefined, done: true }
         }
-        if (r === 'wait') {
+        if (r === 'wait' && this.items.length === 0) {
           // Woken by the writer (a sync), a change in the directory, abort or close.
           await new Promise<void>((resolve) => {
             const unsubscribe = this.src.onChange(() => this.wake?.())

@@ -248,6 +248,7 @@ export class WriteAheadLog {
       checkpointLsn: () => this.checkpointLsn,
       firstLsn: () => this.firstLsn,
       durableLsn: () => this.durableLsn,
+      recentBytes: w ? (name, position, max) => w.recentBytes(name, position, max) : undefined,
       live: !w,
       refresh: (full) => {
         if (!v) return
@@ -258,7 +259,10 @@ export class WriteAheadLog {
       onChange: (cb) => {
         this.changeWaiters.add(cb)
         if (v && !this.closedFlag) this.watch()
-        return () => this.changeWaiters.delete(cb)
+        return () => {
+          this.changeWaiters.delete(cb)
+          if (this.changeWaiters.size === 0) this.watcher?.keepAlive(false)
+        }
       },
       track: (reader) => {
         this.readers.add(reader)
@@ -333,6 +337,7 @@ export class WriteAheadLog {
     if (this.changeWaiters.size === 0) return
     const waiters = [...this.changeWaiters]
     this.changeWaiters.clear()
+    this.watcher?.keepAlive(false) // until a follower waits again
     for (const cb of waiters) cb()
   }
 
@@ -345,6 +350,7 @@ export class WriteAheadLog {
         this.wakeFollowers()
       })
     this.watcher.start()
+    this.watcher.keepAlive(true)
   }
 
   replaySync(opts?: { from?: number }): IterableIterator<Entry> {
