@@ -1,10 +1,14 @@
-// Edge cases of the write path and the replay iterator found in review: each test fails
-// without its fix. Some patch the backend object the log uses (restored afterwards) to
+// The commit queue (lib/commit-queue.ts): staged bytes go to disk in call order, one
+// positional write (+ fdatasync) at a time on the thread pool; appends that arrive
+// meanwhile share the next write. A segment the writer rotated away from stays limited, for
+// readers, to what has been written while writes for it are queued or in flight. Nothing
+// blocks the event loop. After a failed write or sync nothing more is acknowledged, on
+// either path. Some tests patch the backend object the log uses (restored afterwards) to
 // hold a thread-pool write back or fail a sync at a chosen moment.
 import * as fs from 'node:fs'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { WriteAheadLog, WalError, type Entry } from '../lib/index.js'
+import { WriteAheadLog, WalError } from '../lib/index.js'
 import type { Backend } from '../lib/backend.js'
 import { BACKENDS, segmentFiles, tmpDir } from './helpers/util.js'
 
@@ -93,84 +97,8 @@ for (const backend of BACKENDS) {
     }
   })
 
-  t('return() while a chunk is being read: no entries after it, the fd outlives the read', async () => {
-    const wal = await WriteAheadLog.open(tmpDir(), { backend })
-    try {
-      const value = Buffer.alloc(64 * 1024, 3)
-      for (let i = 0; i < 40; i++) wal.appendSync({ type: 'put', key: `k${i}`, value })
-      const it = wal.replay({ from: 0 }) as AsyncIterableIterator<Entry> & { i: number; items: unknown[] }
-      await it.next()
-      while (it.i < it.items.length) await it.next()
-      const pending = it.next() // a read on the thread pool now
-      await it.return!()
-      const r = await pending // settles cleanly: no EBADF, no entry after return()
-      assert.ok(r.done)
-      assert.ok((await it.next()).done)
-    } finally {
-      await wal.close()
-    }
-  })
-
-  t('overlapping next() calls get entries in LSN order', async () => {
-    const wal = await WriteAheadLog.open(tmpDir(), { backend })
-    try {
-      const value = Buffer.alloc(40 * 1024, 5)
-      for (let i = 0; i < 60; i++) wal.appendSync({ type: 'put', key: `k${i}`, value })
-      const it = wal.replay({ from: 0 })
-      const results = await Promise.all(Array.from({ length: 60 }, () => it.next()))
-      assert.equal(
-        results.map((r) => r.value?.lsn),
-        Array.from({ length: 60 }, (_, i) => i + 1),
-      )
-    } finally {
-      await wal.close()
-    }
-  })
-
-  t('two checkpoints at once delete exactly the checkpointed segments', async () => {
-    const dir = tmpDir()
-    const wal = await WriteAheadLog.open(dir, { backend, segmentSize: 4096, preallocate: false })
-    const value = Buffer.alloc(1000, 1)
-    for (let i = 0; i < 40; i++) wal.appendSync({ type: 'put', key: `k${i}`, value })
-    const before = segmentFiles(dir).length
-    await Promise.all([wal.checkpoint(8), wal.checkpoint(9)])
-    const lsns: number[] = []
-    for await (const e of wal.replay({ from: 0 })) lsns.push(e.lsn)
-    assert.is(lsns[lsns.length - 1], 40, 'no live segment dropped from the writer list')
-    assert.ok(lsns.every((l, i) => i === 0 || l === lsns[i - 1] + 1), 'no gap')
-    await wal.close()
-    // The files left on disk hold exactly what the live log replayed.
-    const again = WriteAheadLog.openSync(dir, { backend, segmentSize: 4096, preallocate: false })
-    assert.equal([...again.replaySync({ from: 0 })].map((e) => e.lsn), lsns)
-    assert.ok(segmentFiles(dir).length < before, 'checkpointed segments were deleted')
-    assert.ok(lsns[0] <= 10, 'the segment holding LSN 10 was kept')
-    again.closeSync()
-  })
-  // Issue 9 item 13.
-  t('close rejects with WAL_IO when its own final sync fails, and still releases the lock', async () => {
-    const dir = tmpDir()
-    const wal = await WriteAheadLog.open(dir, { backend, sync: 'none', preallocate: false })
-    await wal.append({ type: 'put', key: 'a', value: '1' })
-    const b = impl(wal)
-    const { write } = b
-    b.write = async (fd, buf, off, len, pos, sync) => {
-      if (sync) throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'fdatasync' })
-      return write(fd, buf, off, len, pos, sync)
-    }
-    let code = 'resolved'
-    try {
-      await wal.close()
-    } catch (e) {
-      code = (e as WalError).code
-    } finally {
-      b.write = write
-    }
-    assert.is(code, 'WAL_IO')
-    const again = await WriteAheadLog.open(dir, { backend, preallocate: false }) // the lock was released
-    await again.close()
-  })
-
-  // Issue 9 item 16.
+  // Creating a segment and shrinking a finished one run on the thread pool, as the first
+  // steps of the write that needs them: asynchronous appends never block the event loop.
   t('async appends that rotate 100+ times make no blocking sync, write or truncate call on the event loop', async () => {
     const wal = await WriteAheadLog.open(tmpDir(), { backend, segmentSize: 4096 })
     const b = impl(wal)
@@ -202,6 +130,26 @@ for (const backend of BACKENDS) {
     await wal.close()
   })
 
+  t('sync modes: none and interval append and replay; sync() makes everything durable', async () => {
+    for (const sync of ['none', 'interval'] as const) {
+      const dir = tmpDir()
+      const wal = await WriteAheadLog.open(dir, { backend, sync, syncIntervalMs: 5 })
+      for (let i = 0; i < 1000; i++) await wal.append({ type: 'put', key: `k${i}`, value: 'v' })
+      for (let i = 0; i < 1000; i++) wal.appendSync({ type: 'put', key: `s${i}`, value: 'v' })
+      assert.is(wal.lastLsn, 2000)
+      assert.is([...wal.replaySync({ from: 0 })].length, 2000)
+      if (sync === 'interval') {
+        await new Promise((r) => setTimeout(r, 40))
+        assert.is(wal.durableLsn, 2000, 'interval timer synced')
+      }
+      await wal.sync()
+      assert.is(wal.durableLsn, wal.lastLsn)
+      await wal.close()
+      const r = WriteAheadLog.openSync(dir, { backend })
+      assert.is([...r.replaySync({ from: 0 })].length, 2000)
+      r.closeSync()
+    }
+  })
 }
 
 test.run()

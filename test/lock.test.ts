@@ -9,12 +9,12 @@ import * as os from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { WriteAheadLog, type WalError } from '../../lib/index.js'
-import { acquireLock } from '../../lib/lock.js'
-import { BACKENDS, tmpDir, type BackendName } from '../helpers/util.js'
-import { expectWalError, snapshot, assertSameFiles } from './common.js'
+import { WriteAheadLog, type WalError } from '../lib/index.js'
+import { acquireLock } from '../lib/lock.js'
+import { BACKENDS, tmpDir, type BackendName } from './helpers/util.js'
+import { expectWalError, snapshot, assertSameFiles } from './guarantees/crash/common.js'
 
-const ROOT = resolve(__dirname, '../..')
+const ROOT = resolve(__dirname, '..')
 const HOLDER = join(__dirname, 'fixtures', 'lock-holder.ts')
 const AT_ONCE_MS = 1000 // "at once": no waiting for the holder (generous for a loaded CI box)
 const SEG = { segmentSize: 65536 } // small preallocation, like the child's

@@ -105,7 +105,7 @@ test('encodeRecord rejects a detached out, key or value', () => {
   throwsType(() => addon.encodeRecord(out(), 0, TYPE_PUT, 1, 0, detached(), b('v')), /detached/, 'key')
   throwsType(() => addon.encodeRecord(out(), 0, TYPE_PUT, 1, 0, b('k'), detached()), /detached/, 'value')
   throwsType(() => addon.encodeRecord(out(), 0, TYPE_DEL, 1, 0, detached(), undefined), /detached/, 'DEL key')
-  // A detached key used to be encoded silently as an empty key: nothing may be written.
+  // A detached key is refused, not encoded as an empty key: nothing may be written.
   const o = out()
   throwsType(() => addon.encodeRecord(o, 0, TYPE_PUT, 1, 0, detached(), b('v')), /detached/, 'key, no write')
   assert.ok(o.every((x) => x === 0), 'nothing was written')

@@ -1,16 +1,13 @@
-// Recovery on open (SPEC §2): torn tail vs corruption by durable marks, the three modes,
-// the LSN floor after dropping records, read-only inspection.
+// Recovery on open (lib/recovery.ts): damage in the last segment is a torn tail (removed)
+// unless a later record's durable mark shows it had been synced (then WAL_CORRUPT, and
+// nothing changes); the three modes; the LSN floor after dropping records; readOnly
+// inspection; and a preallocated zero tail, which no mode treats as damage.
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'uvu'
-import { encodeSegmentHeader, segmentName } from '../lib/format.js'
-import { crc32cJs } from '../lib/crc32c.js'
 import * as assert from 'uvu/assert'
-import { WriteAheadLog, WalError } from '../lib/index.js'
+import { WriteAheadLog, WalError, type Entry } from '../lib/index.js'
 import { BACKENDS, backendImpl, segmentFiles, tmpDir } from './helpers/util.js'
-import { jsBackend } from '../lib/js-backend.js'
-import { RecordCursor } from '../lib/record-cursor.js'
-import { SegmentReader, readSegmentBlocking } from '../lib/record-reader.js'
 
 function snapshot(dir: string): Map<string, Buffer> {
   return new Map(fs.readdirSync(dir).filter((n) => n !== 'LOCK').map((n) => [n, fs.readFileSync(join(dir, n))]))
@@ -48,6 +45,12 @@ function writeLog(backend: (typeof BACKENDS)[number], opts: object, n: number, v
   for (let i = 1; i <= n; i++) w.appendSync({ type: 'put', key: `k${i}`, value })
   w.closeSync()
   return dir
+}
+
+async function collect(it: AsyncIterable<Entry>): Promise<Entry[]> {
+  const out: Entry[] = []
+  for await (const e of it) out.push(e)
+  return out
 }
 
 for (const backend of BACKENDS) {
@@ -200,106 +203,21 @@ for (const backend of BACKENDS) {
     }
   })
 
-  // Found in review: an empty segment out of place must not be taken for an interrupted repair.
-  t('an empty stray segment at the end is WAL_CORRUPT; nothing is cut or removed', () => {
-    const dir = writeLog(backend, base, 100, 'v')
-    fs.writeFileSync(join(dir, segmentName(500)), encodeSegmentHeader({ prevLsn: 3, checkpointLsn: 0 }, crc32cJs))
-    const before = segmentFiles(dir).map((n) => fs.readFileSync(join(dir, n)))
-    for (const o of [{}, { readOnly: true }, { recovery: 'point-in-time' }] as const) {
-      const err = openFails(() => WriteAheadLog.openSync(dir, { ...base, ...o }), 'WAL_CORRUPT')
-      assert.is(err.segment, segmentName(500))
-    }
-    assert.equal(segmentFiles(dir).map((n) => fs.readFileSync(join(dir, n))), before)
-  })
-
-  // Issue 9 item 5: a torn-tail repair interrupted after its new segment was made durable.
-  t('an interrupted torn-tail repair: finished by the next open, refused by strict, LSNs never reused', () => {
+  t('preallocated segments have a zero tail that every mode, strict included, accepts', async () => {
     const dir = tmpDir()
-    let w = WriteAheadLog.openSync(dir, base)
-    for (let i = 1; i <= 5; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'v' })
-    w.closeSync()
-    w = WriteAheadLog.openSync(dir, { ...base, sync: 'none' })
-    for (let i = 6; i <= 8; i++) w.appendSync({ type: 'put', key: `k${i}`, value: 'v' }) // handed out, never synced
-    w.closeSync()
-    const seg = join(dir, segmentFiles(dir)[0])
-    const damaged = fs.readFileSync(seg)
-    damaged[32 + 5 * 35 + 33] ^= 1 // inside record 6: 7 and 8 follow with marks of 5
-    fs.writeFileSync(seg, damaged)
-    const r = WriteAheadLog.openSync(dir, base)
-    assert.is(r.lastLsn, 8)
-    r.closeSync()
-    const repaired = segmentFiles(dir)
-    assert.is(repaired.length, 2)
-    fs.writeFileSync(seg, damaged) // as if the crash came before the cut
-    openFails(() => WriteAheadLog.openSync(dir, { ...base, recovery: 'strict' }), 'WAL_CORRUPT')
-    assert.ok(fs.readFileSync(seg).equals(damaged), 'strict changed nothing')
-    const ro = WriteAheadLog.openSync(dir, { ...base, readOnly: true })
-    assert.equal([...ro.replaySync({ from: 0 })].map((e) => e.lsn), [1, 2, 3, 4, 5])
-    ro.closeSync()
-    const fin = WriteAheadLog.openSync(dir, base)
-    assert.is(fin.recovery.truncatedBytes, damaged.length - (32 + 5 * 35))
-    assert.is(fin.appendSync({ type: 'put', key: 'after', value: 'v' }), 9)
-    fin.closeSync()
-    assert.is(fs.statSync(seg).size, 32 + 5 * 35)
-    const again = WriteAheadLog.openSync(dir, { ...base, recovery: 'strict' })
-    assert.equal([...again.replaySync({ from: 0 })].map((e) => e.lsn), [1, 2, 3, 4, 5, 9])
-    again.closeSync()
-  })
-}
-
-
-// Issue 9 item 12: a failed open (or a failed segment creation) releases every fd it opened.
-test('a failed open and a failed segment creation leak no file descriptor', () => {
-  const fdCount = () => fs.readdirSync('/proc/self/fd').length
-  const dir = writeLog('js', { preallocate: false }, 20, 'v')
-  const sync = jsBackend.fdatasyncBlocking
-  const before = fdCount()
-  ;(jsBackend as { fdatasyncBlocking: (fd: number) => void }).fdatasyncBlocking = () => {
-    throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'fdatasync' })
-  }
-  try {
-    openFails(() => WriteAheadLog.openSync(dir, { backend: 'js', preallocate: false }), 'WAL_IO')
-    openFails(() => WriteAheadLog.openSync(tmpDir(), { backend: 'js', preallocate: false }), 'WAL_IO')
-  } finally {
-    ;(jsBackend as { fdatasyncBlocking: (fd: number) => void }).fdatasyncBlocking = sync
-  }
-  assert.is(fdCount(), before)
-  // The directory sync after a new segment's rename fails.
-  const m = require('node:fs') as { fsyncSync: (fd: number) => void }
-  const fsync = m.fsyncSync
-  m.fsyncSync = () => {
-    throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'fsync' })
-  }
-  try {
-    openFails(() => WriteAheadLog.openSync(tmpDir(), { backend: 'js', preallocate: false }), 'WAL_IO')
-  } finally {
-    m.fsyncSync = fsync
-  }
-  assert.is(fdCount(), before)
-})
-
-// Issue 9 item 11: a file that shrank between fstat and read (a readOnly open racing the
-// writer's truncation at rotation) ends the scan at the short read instead of looping.
-for (const backend of BACKENDS) {
-  test(`[${backend}] the tail scan ends at a short read when the file shrank after it was measured`, () => {
-    const dir = writeLog(backend, { preallocate: false }, 10, 'v')
-    const name = segmentFiles(dir)[0]
-    const file = fs.readFileSync(join(dir, name))
-    const size = file.length + 65536 // measured before the file shrank
-    const cursor = new RecordCursor(0, 0, 32)
-    const fd = fs.openSync(join(dir, name), 'r')
-    let reads = 0
-    const impl = backendImpl(backend)
-    const counting = { ...impl, readScanBlocking: (f: number, b: Uint8Array, p: number) => (reads++ < 1000 ? impl.readScanBlocking(f, b, p) : assert.unreachable('the scan loops')) }
-    try {
-      const reader = new SegmentReader(fd, size, cursor, () => -1, () => size, 4 * 1024 * 1024)
-      readSegmentBlocking(reader, counting as typeof impl)
-      assert.is(reader.stopped, 'end', 'the scan finished at the end of the file')
-    } finally {
-      fs.closeSync(fd)
+    const wal = await WriteAheadLog.open(dir, { backend, segmentSize: 1 << 20 })
+    await wal.append({ type: 'put', key: 'a', value: 'b' })
+    await wal.close()
+    assert.is(fs.statSync(join(dir, segmentFiles(dir)[0])).size, 1 << 20)
+    for (const recovery of ['strict', 'point-in-time', 'tolerate-tail'] as const) {
+      const r = await WriteAheadLog.open(dir, { backend, recovery, segmentSize: 1 << 20 })
+      assert.is((await collect(r.replay())).length, 1)
+      assert.is(r.recovery.truncatedBytes, 0)
+      await r.close()
     }
-    assert.is(cursor.end, file.length)
-    assert.is(cursor.keptLsn, 10)
+    const exact = await WriteAheadLog.open(dir, { backend, preallocate: false })
+    await exact.close()
+    assert.is(fs.statSync(join(dir, segmentFiles(dir)[0])).size, 32 + 32 + 2, 'preallocate:false leaves exactly header + records')
   })
 }
 

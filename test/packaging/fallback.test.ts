@@ -1,4 +1,6 @@
-// Backend selection when the native addon cannot load (issue 6, goal 4).
+// Backend selection when the native addon cannot load: 'auto' (or no choice) falls back to
+// the pure-TS backend with one warning saying why and how to fix it, 'native' throws
+// WAL_INVALID naming the fix, 'js' never warns.
 //
 // Each case runs a child node with FASTWAL_NATIVE_DIR pointing the loader somewhere else:
 // an empty directory (no build, no prebuild) or one holding a broken prebuild. Warnings are

@@ -1,10 +1,11 @@
-// Shared helpers of the crash-safety tests (not a test file itself).
+// Shared helpers of the crash-safety tests, also used by the property tests, codec.test.ts
+// and lock.test.ts (not a test file itself).
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import * as assert from 'uvu/assert'
-import { WalError, WriteAheadLog } from '../../lib/index.js'
-import type { Operation } from '../../lib/options.js'
-import { prng, randomBytes, segmentFiles } from '../helpers/util.js'
+import { WalError, WriteAheadLog } from '../../../lib/index.js'
+import type { Operation } from '../../../lib/options.js'
+import { prng, randomBytes, segmentFiles } from '../../helpers/util.js'
 
 export const HEADER = 32 // segment header and record header are both 32 bytes
 

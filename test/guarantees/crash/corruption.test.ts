@@ -6,8 +6,8 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { WalError, WriteAheadLog } from '../../lib/index.js'
-import { BACKENDS, prng, randomBytes, segmentFiles, tmpDir, type BackendName } from '../helpers/util.js'
+import { WalError, WriteAheadLog } from '../../../lib/index.js'
+import { BACKENDS, prng, randomBytes, segmentFiles, tmpDir, type BackendName } from '../../helpers/util.js'
 import {
   HEADER,
   assertSameFiles,

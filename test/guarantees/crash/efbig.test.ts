@@ -6,15 +6,15 @@ import { spawn } from 'node:child_process'
 import { join, resolve } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { WriteAheadLog } from '../../lib/index.js'
-import { BACKENDS, tmpDir, type BackendName } from '../helpers/util.js'
+import { WriteAheadLog } from '../../../lib/index.js'
+import { BACKENDS, tmpDir, type BackendName } from '../../helpers/util.js'
 import { hex, plainBatch } from './common.js'
 import { genUnit, parseKey } from './fixtures/gen.js'
 
 // `ulimit -f` and SIGXFSZ are POSIX: on Windows these tests are skipped, visibly.
 const posixTest = process.platform === 'win32' ? test.skip : test
 
-const ROOT = resolve(__dirname, '../..')
+const ROOT = resolve(__dirname, '../../..')
 const CHILD = join(__dirname, 'fixtures', 'efbig-writer.ts')
 const LIMIT_KB = 64
 const SEED = 777

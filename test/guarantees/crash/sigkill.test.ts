@@ -5,12 +5,12 @@ import { spawn } from 'node:child_process'
 import { join, resolve } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { WriteAheadLog } from '../../lib/index.js'
-import { BACKENDS, prng, tmpDir, type BackendName } from '../helpers/util.js'
+import { WriteAheadLog } from '../../../lib/index.js'
+import { BACKENDS, prng, tmpDir, type BackendName } from '../../helpers/util.js'
 import { hex, plainBatch, type PlainBatch } from './common.js'
 import { genUnit, parseKey } from './fixtures/gen.js'
 
-const ROOT = resolve(__dirname, '../..')
+const ROOT = resolve(__dirname, '../../..')
 const WRITER = join(__dirname, 'fixtures', 'writer.ts')
 const CYCLES = 12
 const SEED = 4242

@@ -4,9 +4,9 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { WriteAheadLog } from '../../lib/index.js'
-import type { Operation } from '../../lib/options.js'
-import { BACKENDS, segmentFiles, tmpDir, type BackendName } from '../helpers/util.js'
+import { WriteAheadLog } from '../../../lib/index.js'
+import type { Operation } from '../../../lib/options.js'
+import { BACKENDS, segmentFiles, tmpDir, type BackendName } from '../../helpers/util.js'
 import { HEADER, copyDir, lastNonZero, plainUnit, randomUnits, replayAll, replaySyncEntries, entriesOf, writeUnits, type PlainBatch, type Unit } from './common.js'
 
 const SEGMENT_SIZE = 4096

@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import { join } from 'node:path'
-import { tmpDir } from '../helpers/util.js'
+import { tmpDir } from '../../helpers/util.js'
 import { TRACED_SYSCALLS, type CrashState } from './sim.js'
 
 export const FAIL_ROOT = '/tmp/fastwal-powercut-failures'

@@ -1,4 +1,5 @@
-// Power-cut simulation from an strace log (SPEC §5, last bullet).
+// Power-cut simulation from an strace log: which written bytes and directory entries a
+// power cut may keep or lose.
 //
 // The writer runs once under
 //   strace -f -qq -y -xx -s <big> -o <trace> -e trace=<TRACED_SYSCALLS> node writer.ts ...

@@ -1,11 +1,11 @@
-// Model-checking property test (issue 9): random interleavings of append / appendBatch /
+// Model-checking property test: random interleavings of append / appendBatch /
 // appendSync / appendBatchSync / sync / checkpoint / replay / replayBatches / replaySync /
 // close / closeSync / reopen, with tiny segments, on both backends, against the model in
 // ./model.ts: every acknowledged entry above the checkpoint replays once, in order, whole
 // batches; LSNs are never reused; lastLsn / durableLsn / checkpointLsn / firstLsn agree.
 //
 //   CI (default): FASTWAL_PROPERTY_RUNS runs per backend (default 150, ~12-20 s each), a fresh seed each time.
-//   Long:         FASTWAL_PROPERTY_SECONDS=600 npx uvu -r tsx/cjs test/property 'interleavings\.test\.ts$'
+//   Long:         FASTWAL_PROPERTY_SECONDS=600 npx uvu -r tsx/cjs test/guarantees/property 'interleavings\.test\.ts$'
 //                 fresh seeds until the wall time is spent (split between the backends),
 //                 every finding printed (seed, path, shrunk op list) and counted.
 //   Reproduce:    FASTWAL_PROPERTY_SEED=<seed> FASTWAL_PROPERTY_PATH=<path> FASTWAL_PROPERTY_BACKEND=js ...
@@ -14,7 +14,7 @@
 //                 FASTWAL_PROPERTY_BACKEND=native|js, FASTWAL_PROPERTY_EXCLUDE=consume,mid-checkpoint,...
 import fc from 'fast-check'
 import { test } from 'uvu'
-import { BACKENDS, tmpDir, type BackendName } from '../helpers/util.js'
+import { BACKENDS, tmpDir, type BackendName } from '../../helpers/util.js'
 import { runScenario, type Config, type From, type Kind, type Mode, type Op } from './model.js'
 
 const env = process.env
@@ -118,39 +118,42 @@ const configArb = (backend: BackendName): fc.Arbitrary<Config> =>
 
 const scenarioArb = (backend: BackendName) => fc.tuple(configArb(backend), fc.array(opArb, { minLength: 1, maxLength: 40, size: 'max' }))
 
-// Minimal reproductions of findings, run first (as fast-check examples) on both backends.
+// Fixed scenarios, each the smallest case of one rule, run first (as fast-check examples)
+// on both backends. Each comment says the rule and how breaking it shows.
 const tiny = { sync: 'always', syncIntervalMs: 1, preallocate: false, segmentSize: 4096 } as const
 const fill = (mode: Mode, n = 100): Op => ({ t: 'fill', mode, n, size: 0, seed: 1 }) // 100 small records: 2 segments of 4 KiB
 const FINDINGS: [Omit<Config, 'backend'>, Op[]][] = [
-  // 1. A checkpoint past a partially consumed iterator deleted segments it still had to
-  //    read: the iterator silently skipped LSNs 94..188.
+  // 1. A checkpoint past a partially consumed iterator does not delete segments it still
+  //    has to read (else the iterator silently skips LSNs 94..188).
   [tiny, [fill('sync', 200), { t: 'mid', kind: 'entries', from: 'zero', take: 1, at: 1, appends: 0, end: 'continue' }]],
-  // 2. replaySync while un-awaited appends that crossed a rotation are on the thread pool:
-  //    WAL_CORRUPT "Segment continues after LSN 93 but the segment before it ends at LSN 0".
+  // 2. replaySync while un-awaited appends that crossed a rotation are on the thread pool
+  //    reads a consistent log (else WAL_CORRUPT "Segment continues after LSN 93 but the
+  //    segment before it ends at LSN 0").
   [tiny, [fill('async'), { t: 'replay', kind: 'sync', from: 'zero' }]],
-  // 3. replay({ from: 0 }) right after `for await (e of replay()) await checkpoint(e.lsn)`:
-  //    WAL_GONE "segment ... which replay still had to read, was deleted".
+  // 3. replay({ from: 0 }) right after `for await (e of replay()) await checkpoint(e.lsn)`
+  //    starts at the first retained segment (else WAL_GONE "segment ... which replay still
+  //    had to read, was deleted").
   [tiny, [fill('sync'), { t: 'consume', kind: 'entries' }, { t: 'replay', kind: 'entries', from: 'zero' }]],
-  // 4. The same consumer loop on 8 KiB segments: WAL_CORRUPT "Zeroed bytes before later data"
-  //    (a segment that grew after replay opened it was read a byte at a time, and a zero
-  //    CRC byte was taken for a zero-filled tail; also on the code before issue 9).
+  // 4. The same consumer loop on 8 KiB segments: a segment that grew after replay opened it
+  //    is measured again, and a zero CRC byte at the end of a chunk is not taken for a
+  //    zero-filled tail (else WAL_CORRUPT "Zeroed bytes before later data").
   [{ ...tiny, segmentSize: 8192 }, [fill('sync'), { t: 'consume', kind: 'entries' }]],
-  // 5. An abandoned iterator keeps checkpointed segments: firstLsn says 94, yet
-  //    replay({ from: 0 }) starts at 1 (and replay({ from: 1 }) is WAL_GONE).
+  // 5. Segments an abandoned iterator keeps from a checkpoint count in firstLsn, and
+  //    replay({ from: 0 }) starts at firstLsn (else firstLsn says 94 while replay starts
+  //    at 1, or replay({ from: 1 }) is WAL_GONE).
   [tiny, [fill('sync', 150), { t: 'mid', kind: 'entries', from: 'zero', take: 1, at: 1, appends: 0, end: 'abandon' }, { t: 'replay', kind: 'entries', from: 'zero' }]],
-  // 6. replay() (default from) started while checkpoint(lastLsn) is still in flight:
-  //    WAL_GONE "Entries from LSN 1 were asked for, but a checkpoint has deleted the entries before it".
+  // 6. replay() (default from) started while checkpoint(lastLsn) is still in flight is not
+  //    WAL_GONE ("Entries from LSN 1 were asked for, but a checkpoint has deleted the entries before it").
   [tiny, [fill('sync', 150), { t: 'checkpoint', at: 1, await: false }, { t: 'replay', kind: 'entries', from: 'default' }]],
-  // 7. close() resolves (lock released) while the unlink of a segment that an abandoned
-  //    iterator held back is still to come: "segments changed after close() returned:
-  //    [1.wal,94.wal] then [94.wal]"; when the next handle opens first, its
-  //    replay({ from: 0 }) throws WAL_GONE (firstLsn 1, segment 1 gone). Timing-dependent
-  //    (about 1 run in 2).
+  // 7. close() deletes the segments an abandoned iterator held back before it resolves and
+  //    releases the lock (else "segments changed after close() returned: [1.wal,94.wal] then
+  //    [94.wal]", and when the next handle opens first, its replay({ from: 0 }) throws
+  //    WAL_GONE: firstLsn 1, segment 1 gone). Timing-dependent (about 1 run in 2).
   [tiny, [fill('sync'), { t: 'mid', kind: 'entries', from: 'default', take: 1, at: 1, appends: 0, end: 'abandon' }, { t: 'reopen', closeSync: false, openSync: false }, { t: 'replay', kind: 'entries', from: 'zero' }]],
-  // 8. (What 7's fix left.) An iterator that a checkpoint had to wait for runs to its end
-  //    over two freed segments; closeSync() returns with the second one still on disk and it
-  //    is unlinked afterwards: "segments changed after closeSync() returned: [94.wal,189.wal]
-  //    then [189.wal]". Deterministic, both backends, replay and replaySync.
+  // 8. The same for closeSync(), after an iterator that a checkpoint had to wait for ran to
+  //    its end over two freed segments: both are deleted before closeSync() returns (else
+  //    "segments changed after closeSync() returned: [94.wal,189.wal] then [189.wal]").
+  //    Deterministic, both backends, replay and replaySync.
   [tiny, [fill('sync', 200), { t: 'mid', kind: 'entries', from: 0, take: 2, at: 1, appends: 0, end: 'continue' }, { t: 'reopen', closeSync: true, openSync: false }]],
 ]
 const REGRESSIONS: [Config, Op[]][] = FINDINGS.flatMap(([c, ops]) => BACKENDS.map((backend): [Config, Op[]] => [{ backend, ...c }, ops]))

@@ -1,12 +1,11 @@
 // Model checker for random interleavings of appends, syncs, checkpoints, replays and
-// reopens (SPEC §1, §2, §5). `runScenario` interprets a plain, printable list of `Op`s
-// against a real WriteAheadLog and a model of what it must hold, and throws on the first
-// divergence. The ops carry fractions and seeds rather than absolute LSNs and bytes, so
-// any sub-list of a failing list (what fast-check tries while shrinking) is still a valid
-// scenario.
+// reopens. `runScenario` interprets a plain, printable list of `Op`s against a real
+// WriteAheadLog and a model of what it must hold, and throws on the first divergence. The
+// ops carry fractions and seeds rather than absolute LSNs and bytes, so any sub-list of a
+// failing list (what fast-check tries while shrinking) is still a valid scenario.
 import * as fs from 'node:fs'
-import { WriteAheadLog } from '../../lib/index.js'
-import { prng } from '../helpers/prng.js'
+import { WriteAheadLog } from '../../../lib/index.js'
+import { prng } from '../../helpers/prng.js'
 
 export type BackendName = 'native' | 'js'
 export type SyncMode = 'always' | 'interval' | 'none'
@@ -472,7 +471,7 @@ class Runner {
   }
 
   private record(seen: Seen, v: unknown): void {
-    // Keep the yielded objects themselves: SPEC says their buffers stay valid after iteration moves on.
+    // Keep the yielded objects themselves: their buffers must stay valid after iteration moves on.
     seen.items.push(v as Seen['items'][number])
   }
 

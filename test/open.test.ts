@@ -1,0 +1,90 @@
+// Opening a log (lib/open.ts): the directory is resolved once, at open, so a later
+// process.chdir() does not move the log; an open that fails releases every file descriptor
+// it opened, and the lock.
+import * as fs from 'node:fs'
+import { join } from 'node:path'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { WriteAheadLog, WalError } from '../lib/index.js'
+import { jsBackend } from '../lib/js-backend.js'
+import { BACKENDS, segmentFiles, tmpDir } from './helpers/util.js'
+
+function openFails(fn: () => unknown, code: string): WalError {
+  try {
+    fn()
+  } catch (err) {
+    assert.instance(err, WalError)
+    assert.is((err as WalError).code, code)
+    return err as WalError
+  }
+  throw new Error(`expected ${code}`)
+}
+
+/** A log of n synced standalone puts (`k1`…), closed; returns its directory. */
+function writeLog(backend: (typeof BACKENDS)[number], opts: object, n: number, value: string): string {
+  const dir = tmpDir()
+  const w = WriteAheadLog.openSync(dir, { backend, ...opts })
+  for (let i = 1; i <= n; i++) w.appendSync({ type: 'put', key: `k${i}`, value })
+  w.closeSync()
+  return dir
+}
+
+for (const backend of BACKENDS) {
+  const t = (name: string, fn: () => Promise<void>) => test(`[${backend}] ${name}`, fn)
+
+  // A relative path is resolved once, at open: segments created later go to the same
+  // directory whatever the working directory is by then.
+  t('a relative dir is resolved at open: process.chdir() later does not move the log', async () => {
+    const base = tmpDir()
+    const first = join(base, 'first')
+    const second = join(base, 'second')
+    fs.mkdirSync(first, { recursive: true })
+    fs.mkdirSync(second, { recursive: true })
+    const cwd = process.cwd()
+    let wal: WriteAheadLog | undefined
+    try {
+      process.chdir(first)
+      wal = await WriteAheadLog.open('log', { backend, segmentSize: 4096, preallocate: false })
+      process.chdir(second)
+      for (let i = 0; i < 60; i++) await wal.append({ type: 'put', key: `k${i}`, value: 'v'.repeat(200) }) // rotates
+      assert.is(wal.dir, join(first, 'log'))
+    } finally {
+      process.chdir(cwd)
+    }
+    await wal.close()
+    assert.ok(segmentFiles(join(first, 'log')).length > 1)
+    assert.not.ok(fs.existsSync(join(second, 'log')))
+  })
+}
+
+// A failed open (or a failed segment creation) releases every fd it opened.
+test('a failed open and a failed segment creation leak no file descriptor', () => {
+  const fdCount = () => fs.readdirSync('/proc/self/fd').length
+  const dir = writeLog('js', { preallocate: false }, 20, 'v')
+  const sync = jsBackend.fdatasyncBlocking
+  const before = fdCount()
+  ;(jsBackend as { fdatasyncBlocking: (fd: number) => void }).fdatasyncBlocking = () => {
+    throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'fdatasync' })
+  }
+  try {
+    openFails(() => WriteAheadLog.openSync(dir, { backend: 'js', preallocate: false }), 'WAL_IO')
+    openFails(() => WriteAheadLog.openSync(tmpDir(), { backend: 'js', preallocate: false }), 'WAL_IO')
+  } finally {
+    ;(jsBackend as { fdatasyncBlocking: (fd: number) => void }).fdatasyncBlocking = sync
+  }
+  assert.is(fdCount(), before)
+  // The directory sync after a new segment's rename fails.
+  const m = require('node:fs') as { fsyncSync: (fd: number) => void }
+  const fsync = m.fsyncSync
+  m.fsyncSync = () => {
+    throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'fsync' })
+  }
+  try {
+    openFails(() => WriteAheadLog.openSync(tmpDir(), { backend: 'js', preallocate: false }), 'WAL_IO')
+  } finally {
+    m.fsyncSync = fsync
+  }
+  assert.is(fdCount(), before)
+})
+
+test.run()

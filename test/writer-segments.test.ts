@@ -1,0 +1,95 @@
+// The writer's segments (lib/writer-segments.ts): once the current segment is half full the
+// next one's file is zero-filled ahead of time (a spare) and renamed into place at
+// rotation, and a writer closed meanwhile never touches the next writer's files. Segment
+// names strictly increase, so creating a segment never replaces one, and checkpoint takes
+// out of the writer's list only segments wholly at or below its LSN, never the live one.
+import * as fs from 'node:fs'
+import { join } from 'node:path'
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { WriteAheadLog } from '../lib/index.js'
+import { BACKENDS, backendImpl, segmentFiles, tmpDir } from './helpers/util.js'
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = []
+  for await (const x of it) out.push(x)
+  return out
+}
+
+for (const backend of BACKENDS) {
+  const t = (name: string, fn: () => Promise<void>) => test(`[${backend}] ${name}`, fn)
+  const opts = { backend, segmentSize: 4096, preallocate: false } as const
+
+  t('preallocated rotation: zero-filled spares become segments; old ones end at their last record', async () => {
+    const dir = tmpDir()
+    const segmentSize = 64 * 1024
+    const wal = await WriteAheadLog.open(dir, { backend, segmentSize })
+    const value = 'p'.repeat(1000)
+    for (let i = 0; i < 300; i++) {
+      await wal.append({ type: 'put', key: `k${i}`, value })
+      if (i % 40 === 0) await new Promise((r) => setImmediate(r)) // let the spare's zero fill finish
+    }
+    await wal.close()
+    const files = fs.readdirSync(dir).sort()
+    assert.not.ok(files.some((f) => f.startsWith('prealloc')), 'spare removed at close')
+    const segs = segmentFiles(dir)
+    assert.ok(segs.length >= 4)
+    for (const sname of segs.slice(0, -1)) {
+      const bytes = fs.readFileSync(join(dir, sname))
+      const scan = backendImpl(backend).scan(bytes, 32, bytes.length)
+      assert.ok(bytes.length < segmentSize, `${sname} truncated`)
+      assert.is(scan.status, 0, `${sname} is whole records to its end`)
+      assert.is(scan.stop, bytes.length)
+    }
+    assert.is(fs.statSync(join(dir, segs[segs.length - 1])).size, segmentSize)
+    const r = await WriteAheadLog.open(dir, { backend, segmentSize, recovery: 'strict' })
+    assert.is((await collect(r.replay({ from: 0 }))).length, 300)
+    await r.close()
+  })
+
+  t('a writer closed while its spare is being zero-filled never disturbs the next writer', async () => {
+    const dir = tmpDir()
+    const segmentSize = 32 * 1024
+    const value = 'q'.repeat(600)
+    for (let round = 0; round < 6; round++) {
+      const a = await WriteAheadLog.open(dir, { backend, segmentSize })
+      // Past half the segment: the next segment's zero fill starts on the thread pool.
+      for (let i = 0; i < 30; i++) a.appendSync({ type: 'put', key: `a${round}-${i}`, value })
+      await a.close() // while that fill may still be running
+      const b = await WriteAheadLog.open(dir, { backend, segmentSize })
+      for (let i = 0; i < 120; i++) await b.append({ type: 'put', key: `b${round}-${i}`, value }) // rotates
+      await b.close()
+    }
+    const r = WriteAheadLog.openSync(dir, { backend, segmentSize, recovery: 'strict' })
+    assert.is([...r.replaySync({ from: 0 })].length, 6 * 150)
+    r.closeSync()
+  })
+
+  // The ordinary consumer loop, `for await (e of replay()) await checkpoint(e.lsn)`: a
+  // segment that holds only CHECKPOINT records is followed by one named one higher, never
+  // by one of the same name, so no segment is replaced and no later append is lost.
+  t('checkpointing a backlog entry by entry keeps the live segment and every later append', async () => {
+    const dir = tmpDir()
+    const wal = await WriteAheadLog.open(dir, { ...opts, sync: 'always' })
+    for (let i = 1; i <= 300; i++) wal.appendSync({ type: 'put', key: `k${i}`, value: 'v' })
+    let n = 0
+    for await (const e of wal.replay()) {
+      await wal.checkpoint(e.lsn)
+      n++
+    }
+    assert.is(n, 300)
+    const names = segmentFiles(dir)
+    assert.is(new Set(names).size, names.length)
+    for (let i = 1; i <= 20; i++) assert.is(await wal.append({ type: 'put', key: `after${i}`, value: 'w' }), 300 + i)
+    await wal.close()
+    const re = await WriteAheadLog.open(dir, opts)
+    assert.is(re.lastLsn, 320)
+    assert.is(re.checkpointLsn, 300)
+    const keys = (await collect(re.replay())).map((e) => e.key.toString())
+    assert.equal(keys, Array.from({ length: 20 }, (_, i) => `after${i + 1}`))
+    assert.is(await re.append({ type: 'put', key: 'x', value: 'y' }), 321)
+    await re.close()
+  })
+}
+
+test.run()
