@@ -31,7 +31,7 @@ export function ensureLogId(dir: string): string {
   try {
     const fd = fs.openSync(tmp, 'w', 0o644)
     try {
-      fs.writeSync(fd, id + '\n')
+      fs.writeSync(fd, id + '\n', 0)
       fs.fdatasyncSync(fd)
     } finally {
       fs.closeSync(fd)

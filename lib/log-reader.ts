@@ -210,7 +210,8 @@ export class LogReader {
     const next = segs.find((s) => s.firstLsn > this.seg!.firstLsn)
     if (!next) return false
     const prev = readPrevLsn(this.src.dir, next, this.src.backend)
-    return prev !== undefined && prev === this.cursor.lastSeen && offset >= this.cursor.end
+    // Every LSN up to where the successor continues is read whole (no batch left open).
+    return prev !== undefined && prev === this.cursor.keptLsn && this.cursor.batchStart < 0 && offset >= this.cursor.end
   }
 
   /** The segment asked for by step() is open. */
@@ -289,7 +290,7 @@ export class LogReader {
     if (this.src.live) this.src.refresh(true)
     const first = this.src.firstLsn()
     const cp = this.src.checkpointLsn()
-    if (first > cp + 1) {
+    if (first > cp + 1 && this.src.segments().length > 0) {
       // The log starts after LSNs that no checkpoint released: its first segments are missing.
       const seg = this.src.segments()[0]
       this.finish()

@@ -51,7 +51,14 @@ function lsnInOrder(type: number, flags: number, lsn: number, lastSeen: number):
 }
 
 /** What the cursor emits, if anything: entries (flattened) or whole batches. */
+/** A batch with the bytes of its records as on disk (BEGIN to COMMIT, or the one record). */
+export interface RawBatch extends Batch {
+  bytes: Buffer
+}
+
 export interface CursorOutput {
+  /** With asBatches: each batch also carries its records' bytes (RawBatch). */
+  raw?: boolean
   /** Entries or batches with an LSN below this are consumed but not emitted. */
   from: number
   asBatches: boolean
@@ -83,6 +90,7 @@ export class RecordCursor {
   stoppedBy: 'stale' | 'limit' | undefined
 
   private open: Entry[] | undefined // members of the open batch while it is still valid
+  private rawParts: Buffer[] = [] // with output.raw: the open batch's records, BEGIN first
   private first = 0
   private count = 0
 
@@ -131,8 +139,10 @@ export class RecordCursor {
         if (flags & FLAG_BATCH) {
           const open = this.open
           if (open && lsn === this.first + open.length && open.length < this.count) {
-            if (out) open.push(entryAt(buf, ix, i, type, lsn))
-            else open.length++
+            if (out) {
+              open.push(entryAt(buf, ix, i, type, lsn))
+              if (out.raw) this.rawParts.push(recordAt(buf, ix, i))
+            } else open.length++
           } else this.discard()
         } else {
           this.discard()
@@ -140,7 +150,9 @@ export class RecordCursor {
           this.keptLsn = lsn
           if (out && lsn >= out.from) {
             const e = entryAt(buf, ix, i, type, lsn)
-            out.items.push(out.asBatches ? { first: lsn, last: lsn, entries: [e] } : e)
+            if (!out.asBatches) out.items.push(e)
+            else if (out.raw) out.items.push({ first: lsn, last: lsn, entries: [e], bytes: recordAt(buf, ix, i) } as RawBatch)
+            else out.items.push({ first: lsn, last: lsn, entries: [e] })
           }
         }
       } else if (type === TYPE_BEGIN) {
@@ -148,6 +160,7 @@ export class RecordCursor {
         if (this.batchStart < 0) this.lsnBeforeBatch = this.keptLsn
         this.batchStart = base + at
         this.open = []
+        if (out?.raw) this.rawParts = [recordAt(buf, ix, i)]
         this.first = lsn
         this.count = ix[i + IX_AUX]
       } else if (type === TYPE_COMMIT) {
@@ -158,10 +171,14 @@ export class RecordCursor {
         const beginLsn = readU64(buf, at + RECORD_HEADER_SIZE)
         if (open && beginLsn === this.first && ix[i + IX_AUX] === this.count && open.length === this.count && lsn === this.first + this.count - 1) {
           if (out && lsn >= out.from) {
-            if (out.asBatches) out.items.push({ first: this.first, last: lsn, entries: open })
+            if (out.raw) {
+              this.rawParts.push(recordAt(buf, ix, i))
+              out.items.push({ first: this.first, last: lsn, entries: open, bytes: joinParts(this.rawParts) } as RawBatch)
+              this.rawParts = []
+            } else if (out.asBatches) out.items.push({ first: this.first, last: lsn, entries: open })
             else for (const e of open) if (e.lsn >= out.from) out.items.push(e)
           }
-        } else this.orphans++
+        } else if (open) this.orphans++ // (a batch already discarded was counted then)
       } else if (type === TYPE_CHECKPOINT) {
         // The writer never puts one inside a batch: one there discards the batch.
         this.discard()
@@ -180,6 +197,23 @@ export class RecordCursor {
       this.orphans++
     }
   }
+}
+
+/** The bytes of the record of index row `i`. */
+function recordAt(buf: Buffer, ix: Float64Array, i: number): Buffer {
+  const at = ix[i + IX_POS]
+  return buf.subarray(at, at + RECORD_HEADER_SIZE + ix[i + IX_LENGTH])
+}
+
+/** Records read in one chunk are one view; a batch that spans chunks is copied together. */
+function joinParts(parts: Buffer[]): Buffer {
+  const first = parts[0]
+  let end = first.byteOffset + first.length
+  for (let k = 1; k < parts.length; k++) {
+    if (parts[k].buffer !== first.buffer || parts[k].byteOffset !== end) return Buffer.concat(parts)
+    end += parts[k].length
+  }
+  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset)
 }
 
 function entryAt(buf: Buffer, ix: Float64Array, i: number, type: number, lsn: number): Entry {

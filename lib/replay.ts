@@ -4,7 +4,7 @@
 // differ only in the driver (calling thread or thread pool).
 import type { WalError } from './errors.js'
 import { LogReader, step, stepBlocking, type LogSource } from './log-reader.js'
-import type { Batch, CursorOutput, Entry } from './record-cursor.js'
+import type { Batch, CursorOutput, Entry, RawBatch } from './record-cursor.js'
 
 export type { Batch, Entry } from './record-cursor.js'
 
@@ -38,7 +38,7 @@ function* readAllSync<T extends Entry | Batch>(src: LogSource, reader: LogReader
  * already-resolved promises, so a `for await` pays one microtask per entry and one trip
  * to the thread pool per chunk (read + CRC check + index, in the backend).
  */
-class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T> {
+class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterableIterator<T> {
   private items: (Entry | Batch)[] = []
   private i = 0
   private readonly out: CursorOutput
@@ -58,8 +58,9 @@ class ReplayIterator<T extends Entry | Batch> implements AsyncIterableIterator<T
     private readonly before?: () => Promise<void>,
     private readonly signal?: AbortSignal,
     private readonly follow = false,
+    raw = false,
   ) {
-    this.out = { from, asBatches, items: [] }
+    this.out = { from, asBatches, items: [], raw }
     this.reader = new LogReader(src, from, this.out, follow)
     // Registered now, so a checkpoint made before the first next() keeps what it needs.
     // A follower ends (done) when the handle closes; a replay rejects with WAL_CLOSED.
@@ -185,6 +186,13 @@ export function replayBatchesAsync(src: LogSource, from: number, before?: () => 
 
 export function replayEntriesAsync(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Entry> {
   return new ReplayIterator<Entry>(src, from, false, before, signal)
+}
+
+/** The key of WriteAheadLog's internal follow of raw batches (each with its records' bytes), for shippers. */
+export const FOLLOW_RAW = Symbol('fastwal.followRaw')
+
+export function followRawBatches(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<RawBatch> {
+  return new ReplayIterator<RawBatch>(src, from, true, before, signal, true, true)
 }
 
 /** What replay yields, then each later committed entry once it is durable; ends when the handle closes. */

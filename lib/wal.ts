@@ -14,7 +14,8 @@ import type { LogWriter } from './log-writer.js'
 import { openLog, openLogBlocking, type OpenedLog } from './open.js'
 import { normalizeBatch, normalizeOp, type Operation, type Options, type ResolvedOptions } from './options.js'
 import type { ReadOnlyView } from './read-only-view.js'
-import { followBatches, followEntries, replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry } from './replay.js'
+import type { RawBatch } from './record-cursor.js'
+import { FOLLOW_RAW, followBatches, followEntries, followRawBatches, replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry } from './replay.js'
 import { channels } from './stats.js'
 import { fsCall, readPrevLsn, syncDir, syncDirAsync, type SegmentRef } from './segments.js'
 
@@ -143,7 +144,9 @@ export class WriteAheadLog {
 
   /** For a readOnly handle: what the writer in another process last published as durable. */
   get durableLsn(): number {
-    return this.writer ? this.writer.durableLsn : this.view!.durableLsn
+    if (this.writer) return this.writer.durableLsn
+    if (!this.closedFlag) this.view!.refresh(false) // 16 bytes read: what the writer published last
+    return this.view!.durableLsn
   }
 
   get checkpointLsn(): number {
@@ -247,7 +250,7 @@ export class WriteAheadLog {
       limitFor: w ? (name) => w.writtenEnd(name) : (name) => v!.limitFor(name),
       checkpointLsn: () => this.checkpointLsn,
       firstLsn: () => this.firstLsn,
-      durableLsn: () => this.durableLsn,
+      durableLsn: w ? () => w.durableLsn : () => v!.durableLsn, // (a follower refreshes the view when woken)
       recentBytes: w ? (name, position, max) => w.recentBytes(name, position, max) : undefined,
       live: !w,
       refresh: (full) => {
@@ -330,6 +333,12 @@ export class WriteAheadLog {
   followBatches(opts?: ReadOptions): AsyncIterableIterator<Batch> {
     const { from, signal } = this.readOptions('followBatches', opts, true)
     return followBatches(this.source(), from, this.flushBeforeRead(), signal)
+  }
+
+  /** @internal Follows whole batches with their records' bytes (fastwal/jetstream). */
+  [FOLLOW_RAW](from: number, signal?: AbortSignal): AsyncIterableIterator<RawBatch> {
+    if (this.closedFlag) throw new WalError('WAL_CLOSED', `The WAL in ${this.dir} is closed.`)
+    return followRawBatches(this.source(), from, this.flushBeforeRead(), signal)
   }
 
   /** Wakes every waiting follower: the writer made more durable, the directory changed, or the handle closes. */

@@ -16,6 +16,9 @@ fs.mkdirSync(path.join(dist, 'esm'), { recursive: true })
 fs.writeFileSync(path.join(dist, 'esm', 'package.json'), '{ "type": "module" }\n')
 fs.writeFileSync(
   path.join(dist, 'esm', 'index.mjs'),
-  "import cjs from '../cjs/index.js'\nexport const { WriteAheadLog, WalError, crc32c } = cjs\nexport default cjs\n",
+  "import cjs from '../cjs/index.js'\nexport const { WriteAheadLog, WalError, crc32c, decodeBatch } = cjs\nexport default cjs\n",
 )
 fs.writeFileSync(path.join(dist, 'esm', 'index.d.mts'), "export * from '../cjs/index.js'\n")
+// fastwal/jetstream: loaded only when asked for (it loads the optional NATS clients).
+fs.writeFileSync(path.join(dist, 'esm', 'jetstream.mjs'), "import cjs from '../cjs/jetstream.js'\nexport const { shipToJetStream, Shipper, redact } = cjs\nexport default cjs\n")
+fs.writeFileSync(path.join(dist, 'esm', 'jetstream.d.mts'), "export * from '../cjs/jetstream.js'\n")
