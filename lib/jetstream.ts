@@ -18,6 +18,7 @@
 // The NATS clients are optional peer dependencies, loaded here and only here.
 import { EventEmitter } from 'node:events'
 import { WalError } from './errors.js'
+import { redact } from './redact.js'
 import type { Cursor } from './cursors.js'
 import type { RawBatch } from './record-cursor.js'
 import { FOLLOW_RAW } from './replay.js'
@@ -75,10 +76,7 @@ export interface ShipperStats {
   lagEntries: number
 }
 
-/** Removes credentials from anything a shipper prints or reports. */
-export function redact(s: string): string {
-  return s.replace(/(\w+:\/\/)[^@/\s]+@/g, '$1***@')
-}
+export { redact }
 
 const WRONG_LAST_SEQUENCE = 10071 // JetStream: the expected last subject sequence does not match
 

@@ -85,7 +85,7 @@ const paths = pack.files.map((f) => f.path).sort()
 const allowed = [
   /^package\.json$/, /^README(\.md)?$/i, /^LICEN[CS]E(\.md|\.txt)?$/i,
   /^dist\/cjs\/[\w.-]+\.(js|d\.ts)$/, /^dist\/cjs\/package\.json$/,
-  /^dist\/esm\/index\.(mjs|d\.mts)$/, /^dist\/esm\/package\.json$/,
+  /^dist\/esm\/(index|jetstream)\.(mjs|d\.mts)$/, /^dist\/esm\/package\.json$/, /^bin\/fastwal\.js$/,
   /^prebuilds\/[a-z0-9]+-[a-z0-9]+\/[\w.+-]+\.node$/,
   /^native\/[\w-]+\.(cc|h)$/, /^binding\.gyp$/, /^scripts\/install\.js$/,
 ]
@@ -93,6 +93,7 @@ const required = [
   'package.json', 'binding.gyp', 'scripts/install.js',
   'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/cjs/package.json',
   'dist/esm/index.mjs', 'dist/esm/index.d.mts', 'dist/esm/package.json',
+  'dist/cjs/jetstream.js', 'dist/esm/jetstream.mjs', 'bin/fastwal.js',
   'native/binding.cc', 'native/codec.cc', 'native/crc32c.cc', 'native/file_io.cc',
 ]
 const problems = []
@@ -203,6 +204,10 @@ async function main() {
     again.closeSync()
     assert.equal(crc32c(Buffer.from('123456789')), 0xe3069283)
     assert.deepEqual(warnings.filter((c) => c === 'FASTWAL_NATIVE_UNAVAILABLE'), [])
+    // The NATS clients are optional peers, not installed here: fastwal never loads them,
+    // and fastwal/jetstream says what to install.
+    assert.ok(!Object.keys(require.cache).some((k) => k.includes('@nats-io')))
+    assert.throws(() => require('fastwal/jetstream'), (e) => e instanceof WalError && /npm install @nats-io\/transport-node @nats-io\/jetstream/.test(e.message))
     console.log('require ok: backend', wal.backend)
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
