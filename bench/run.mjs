@@ -18,7 +18,7 @@ const require = createRequire(import.meta.url)
 
 const USAGE = `usage: npm run bench -- [options]      (or: node bench/run.mjs [options])
   --scale <f>     multiply every workload size by f (default 1; 0.05 for a quick run)
-  --only <list>   workloads to run, comma-separated: A,B,C,D,E,F,S,O (default all)
+  --only <list>   workloads to run, comma-separated: A,B,C,D,E,F,J,S,O (default all; J needs nats-server)
   --runs <n>      runs of each measurement; the tables show medians (default 3; O does 3n)
   --dir <path>    data directory (default <repo>/.bench-data, or os.tmpdir() if that is tmpfs)
   --json <file>   also write every run's raw results to <file>
@@ -26,7 +26,7 @@ const USAGE = `usage: npm run bench -- [options]      (or: node bench/run.mjs [o
   -h, --help      this text`
 
 function parseArgs(argv) {
-  const o = { scale: 1, only: ['A', 'B', 'C', 'D', 'E', 'F', 'O'], runs: 3, dir: undefined, json: undefined, keep: false }
+  const o = { scale: 1, only: ['A', 'B', 'C', 'D', 'E', 'F', 'J', 'S', 'O'], runs: 3, dir: undefined, json: undefined, keep: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const val = () => {
@@ -49,7 +49,7 @@ function parseArgs(argv) {
   }
   if (!(o.scale > 0)) die('--scale must be a positive number')
   if (!Number.isInteger(o.runs) || o.runs < 1) die('--runs must be a positive integer')
-  for (const w of o.only) if (!'ABCDEFSO'.includes(w) || w.length !== 1) die(`--only: unknown workload ${w} (use A,B,C,D,E,F,S,O)`)
+  for (const w of o.only) if (!'ABCDEFJSO'.includes(w) || w.length !== 1) die(`--only: unknown workload ${w} (use A,B,C,D,E,F,J,S,O)`)
   return o
 }
 
@@ -197,6 +197,8 @@ const LABEL = {
   'js-in-process': 'pure-TS, same process',
   'native-other-process': 'native, other process',
   'js-other-process': 'pure-TS, other process',
+  ship: 'fastwal writer + shipper',
+  bare: 'bare @nats-io/jetstream publish loop',
 }
 
 const rate = (v) => (v >= 1e6 ? `${(v / 1e6).toFixed(2)}M` : v >= 1e4 ? `${(v / 1e3).toFixed(1)}k` : v.toFixed(0))
@@ -272,6 +274,17 @@ const WORKLOADS = {
       ['followP99Ms', 'latency p99 ms', ms],
       ['maxLagEntries', 'max lag entries', fixed(0)],
       ['idleCpuPct', 'idle CPU %', fixed(2)],
+    ],
+  },
+  J: {
+    title: `J: shipping into NATS JetStream (${Math.max(1000, Math.round((50_000 * S) / 100) * 100).toLocaleString('en')} records in durable batches of 100, loopback nats-server): fastwal writer + shipper vs a bare publish loop`,
+    variants: ['ship', 'bare'],
+    job: { records: Math.max(1000, Math.round((50_000 * S) / 100) * 100) },
+    columns: [
+      ['batchesPerSec', 'batches/s', rate],
+      ['mbPerSec', 'MB/s', fixed(1)],
+      ['shipP50Ms', 'latency p50 ms', ms],
+      ['shipP99Ms', 'latency p99 ms', ms],
     ],
   },
   S: {
@@ -513,6 +526,8 @@ function evaluateGoals() {
   below('F native follow latency p99, other process', get('F', 'native-other-process', 'followP99Ms'), 10, 'ms', ms)
   below('F native follower idle CPU, same process', get('F', 'native-in-process', 'idleCpuPct'), 1, '%', fixed(2))
   below('F native follower idle CPU, other process', get('F', 'native-other-process', 'idleCpuPct'), 1, '%', fixed(2))
+  ratio('J shipping / bare publish loop (batches/s)', get('J', 'ship', 'batchesPerSec'), get('J', 'bare', 'batchesPerSec'), 0.8)
+  below('J shipping latency p99 (append acknowledged -> stream acknowledged)', get('J', 'ship', 'shipP99Ms'), 20, 'ms', ms)
   // native >= pure-TS on every workload
   ratio('A native / pure-TS', get('A', 'native', 'recordsPerSec'), get('A', 'js', 'recordsPerSec'), 1)
   ratio('B native / pure-TS', get('B', 'native', 'recordsPerSec'), get('B', 'js', 'recordsPerSec'), 1)

@@ -597,6 +597,105 @@ async function workloadF({ variant, dir, records }) {
   return { records: batches * BATCH, writerRecordsPerSec: (batches * BATCH) / writerSec, followedPerSec, ...latencyStats(lat, 'follow'), maxLagEntries: maxLag, idleCpuPct }
 }
 
+// --- J: shipping into NATS JetStream ---------------------------------------------------
+
+/** Starts nats-server (JetStream, a temp store) on a free loopback port; resolves with { url, stop }. */
+async function natsServer(dir) {
+  const bin = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) => fs.existsSync(p))
+  if (!bin) throw new Error('nats-server is not installed (apt-get install -y nats-server)')
+  const net = await import('node:net')
+  const port = await new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = srv.address().port
+      srv.close(() => resolve(p))
+    })
+  })
+  const store = join(dir, 'nats-store')
+  fs.mkdirSync(store, { recursive: true })
+  const child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: ['ignore', 'ignore', 'pipe'] })
+  await new Promise((resolve, reject) => {
+    let log = ''
+    child.stderr.on('data', (d) => {
+      log += d
+      if (log.includes('Server is ready')) resolve()
+    })
+    child.on('exit', (c) => reject(new Error(`nats-server exited ${c}: ${log}`)))
+  })
+  child.stderr.resume()
+  return { url: `nats://127.0.0.1:${port}`, stop: () => new Promise((r) => (child.once('exit', r), child.kill('SIGTERM'))) }
+}
+
+/**
+ * 'ship': the writer appends durable batches of 100 records (workload A) while an
+ * in-process shipper publishes them; batches/s and MB/s from the first append to the last
+ * stream acknowledgement; latency: append resolved -> stream acknowledged.
+ * 'bare': the same bodies published by a bare @nats-io/jetstream loop with the same
+ * pipelining (64 in flight) and a Nats-Msg-Id each, no log: the ceiling.
+ */
+async function workloadJ({ variant, dir, records }) {
+  const BATCH = 100
+  const batches = Math.max(1, Math.round(records / BATCH))
+  const server = await natsServer(dir)
+  try {
+    if (variant === 'bare') {
+      const { connect, headers } = require('@nats-io/transport-node')
+      const { jetstream, jetstreamManager } = require('@nats-io/jetstream')
+      const nc = await connect({ servers: server.url })
+      const jsm = await jetstreamManager(nc)
+      await jsm.streams.add({ name: 'bench', subjects: ['bare.>'], storage: 'file' })
+      const js = jetstream(nc)
+      const body = Buffer.alloc(BATCH * (32 + KEY_SIZE + VALUE_SIZE) + 72, 0x5a)
+      const lat = new Float64Array(batches)
+      const inflight = []
+      const t0 = now()
+      for (let b = 0; b < batches; b++) {
+        const h = headers()
+        h.set('Fastwal-First', String(b * BATCH + 1))
+        const s = now()
+        inflight.push(js.publish('bare.log', body, { msgID: `bench:${b}`, headers: h }).then(() => (lat[b] = now() - s)))
+        if (inflight.length >= 64) await inflight.shift()
+      }
+      await Promise.all(inflight)
+      const sec = (now() - t0) / 1000
+      await nc.close()
+      return { batchesPerSec: batches / sec, mbPerSec: (batches * body.length) / sec / 1e6, ...latencyStats(lat, 'ship') }
+    }
+    const { shipToJetStream } = await import('../dist/esm/jetstream.mjs')
+    const wal = await WriteAheadLog.open(join(dir, 'wal'), { backend: 'native', sync: 'always' })
+    const shipper = await shipToJetStream(wal, { servers: server.url, stream: 'bench' })
+    const resolvedAt = new Float64Array(batches)
+    const shippedAt = new Float64Array(batches)
+    let done
+    const all = new Promise((r) => (done = r))
+    shipper.on('shipped', (last) => {
+      const b = last / BATCH - 1
+      if (Number.isInteger(b)) shippedAt[b] = now()
+      if (last === batches * BATCH) done()
+    })
+    let i = 0
+    let bytes = 0
+    const t0 = now()
+    for (let b = 0; b < batches; b++) {
+      const ops = new Array(BATCH)
+      for (let j = 0; j < BATCH; j++, i++) {
+        ops[j] = { type: 'put', key: keys[i & MASK], value: values[i & MASK] }
+        bytes += 32 + KEY_SIZE + VALUE_SIZE
+      }
+      await wal.appendBatch(ops)
+      resolvedAt[b] = now()
+    }
+    await all
+    const sec = (now() - t0) / 1000
+    await shipper.stop()
+    await wal.close()
+    const lat = new Float64Array(batches)
+    for (let b = 0; b < batches; b++) lat[b] = Math.max(0, shippedAt[b] - resolvedAt[b])
+    return { batchesPerSec: batches / sec, mbPerSec: (bytes + batches * 72) / sec / 1e6, ...latencyStats(lat, 'ship') }
+  } finally {
+    await server.stop()
+  }
+}
+
 // --- O: open time with 1 and many segments -------------------------------------------
 
 async function setupO({ dir, segments, segmentSize, records }) {
@@ -627,7 +726,7 @@ async function workloadO({ variant, dir, segmentSize }) {
 
 // --- dispatch ------------------------------------------------------------------------
 
-const handlers = { A: workloadA, B: workloadB, C: workloadC, D: workloadD, E: workloadE, F: workloadF, S: workloadS, O: workloadO, 'setup-D': setupD, 'setup-O': setupO }
+const handlers = { A: workloadA, B: workloadB, C: workloadC, D: workloadD, E: workloadE, F: workloadF, J: workloadJ, S: workloadS, O: workloadO, 'setup-D': setupD, 'setup-O': setupO }
 
 const job = JSON.parse(process.argv[2])
 try {

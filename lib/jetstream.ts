@@ -80,6 +80,7 @@ export { redact }
 
 const WRONG_LAST_SEQUENCE = 10071 // JetStream: the expected last subject sequence does not match
 
+/** Events: 'error' (a failure, retried), 'shipped' (the last LSN of each batch the stream acknowledged). */
 export class Shipper extends EventEmitter {
   private shipped = 0
   private lastSeq = 0 // stream sequence of this log's last message in the stream
@@ -217,6 +218,7 @@ export class Shipper extends EventEmitter {
             this.lastSeq = a.seq
             this.shipped = b.last
             this.published++
+            if (this.listenerCount('shipped') > 0) this.emit('shipped', b.last)
           }
         } catch (err) {
           failure ??= err
