@@ -49,6 +49,8 @@ export class CommitQueue {
     private readonly counters: WriterCounters,
     /** Called when durableLsn advances; `blocking` on the blocking path. */
     private readonly onDurable: (lsn: number, blocking: boolean) => void,
+    /** Whether an in-process follower may want the last writes' bytes (recentBytes). */
+    private readonly keepRecent: () => boolean = () => false,
   ) {
     this.durableLsn = durableLsn
     if (opts.sync === 'interval') {
@@ -311,8 +313,14 @@ export class CommitQueue {
       this.synced(w.ops, w.len, w.syncUs)
       if (advanced && notify) this.onDurable(this.durableLsn, false)
     }
-    this.recent.push(w)
-    if (this.recent.length > RECENT_WRITES) this.stage.recycle(this.recent.shift()!.buf)
+    if (this.keepRecent()) {
+      this.recent.push(w)
+      if (this.recent.length > RECENT_WRITES) this.stage.recycle(this.recent.shift()!.buf)
+    } else {
+      // No in-process follower: the buffer (grown to the largest group so far) is reused at once.
+      for (const r of this.recent.splice(0)) this.stage.recycle(r.buf)
+      this.stage.recycle(w.buf)
+    }
   }
 
   private synced(groupSize: number, bytes: number, us: number): void {

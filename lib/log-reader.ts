@@ -52,6 +52,8 @@ export interface TrackedReader {
   position(): number
   /** The handle is closing: release files; later reads fail with `err`. */
   abort(err: WalError): void
+  /** A follower (it reads what the writer has just written). */
+  readonly follows?: boolean
 }
 
 export type ReaderStep =

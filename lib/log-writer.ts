@@ -36,6 +36,8 @@ export class LogWriter {
 
   /** Called each time durableLsn advances; `blocking` on the blocking path. */
   onDurable: (lsn: number, blocking: boolean) => void = () => {}
+  /** Whether an in-process follower may read the last writes from memory (see recentBytes). */
+  keepRecent: () => boolean = () => false
 
   constructor(
     dir: string,
@@ -46,7 +48,7 @@ export class LogWriter {
     this.checkpointLsn = state.checkpointLsn
     this.files = new WriterSegments(dir, backend, opts, state.segments, state.current, () => this.checkpointLsn, this.counters)
     this.stage = new Stage(state.current, state.current.end, state.lastLsn)
-    this.queue = new CommitQueue(dir, backend, opts, this.stage, this.files, state.durableLsn, this.counters, (lsn, blocking) => this.onDurable(lsn, blocking))
+    this.queue = new CommitQueue(dir, backend, opts, this.stage, this.files, state.durableLsn, this.counters, (lsn, blocking) => this.onDurable(lsn, blocking), () => this.keepRecent())
     if (state.spare) this.files.adoptSpare(state.spare)
   }
 

@@ -64,7 +64,7 @@ class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterabl
     this.reader = new LogReader(src, from, this.out, follow)
     // Registered now, so a checkpoint made before the first next() keeps what it needs.
     // A follower ends (done) when the handle closes; a replay rejects with WAL_CLOSED.
-    this.reader.advanced = src.track({ position: () => this.reader.position(), abort: (err) => (this.follow ? this.end() : this.stop(err)) })
+    this.reader.advanced = src.track({ position: () => this.reader.position(), abort: (err) => (this.follow ? this.end() : this.stop(err)), follows: follow })
     if (signal) {
       this.onAbort = () => this.stop(signal.reason)
       if (signal.aborted) this.onAbort()

@@ -66,7 +66,7 @@ export class Stage {
 
   /** A completed write's buffer may be reused for a later stage. */
   recycle(buf: Buffer): void {
-    if (!this.reusable || this.reusable.length < buf.length) this.reusable = buf
+    if ((!this.reusable || this.reusable.length < buf.length) && buf !== this.write.buf) this.reusable = buf
   }
 
   private start(seg: WriterSegment, position: number, lastLsn: number): PendingWrite {

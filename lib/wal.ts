@@ -109,6 +109,12 @@ export class WriteAheadLog {
     this.cpLsn = o.checkpointLsn
     this.recovery = Object.freeze({ ...o.report })
     const publisher = o.publisher
+    if (this.writer) {
+      this.writer.keepRecent = () => {
+        for (const r of this.readers) if (r.follows) return true
+        return false
+      }
+    }
     if (this.writer && publisher) {
       this.writer.onDurable = (lsn, blocking) => {
         if (blocking) publisher.publishBlocking(lsn)
