@@ -197,7 +197,7 @@ const LABEL = {
   'js-in-process': 'pure-TS, same process',
   'native-other-process': 'native, other process',
   'js-other-process': 'pure-TS, other process',
-  ship: 'fastwal writer + shipper',
+  ship: 'fastwal shipper',
   bare: 'bare @nats-io/jetstream publish loop',
 }
 
@@ -277,7 +277,7 @@ const WORKLOADS = {
     ],
   },
   J: {
-    title: `J: shipping into NATS JetStream (${Math.max(1000, Math.round((50_000 * S) / 100) * 100).toLocaleString('en')} records in durable batches of 100, loopback nats-server): fastwal writer + shipper vs a bare publish loop`,
+    title: `J: shipping into NATS JetStream (${Math.max(1000, Math.round((50_000 * S) / 100) * 100).toLocaleString('en')} records in batches of 100, loopback nats-server): shipping a backlog vs a bare publish loop of the same bodies; latency of live durable batches`,
     variants: ['ship', 'bare'],
     job: { records: Math.max(1000, Math.round((50_000 * S) / 100) * 100) },
     columns: [

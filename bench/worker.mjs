@@ -626,9 +626,9 @@ async function natsServer(dir) {
 }
 
 /**
- * 'ship': the writer appends durable batches of 100 records (workload A) while an
- * in-process shipper publishes them; batches/s and MB/s from the first append to the last
- * stream acknowledgement; latency: append resolved -> stream acknowledged.
+ * 'ship': a backlog of batches of 100 records is shipped by an in-process shipper
+ * (batches/s and MB/s: shipper start -> last stream acknowledgement); then durable batches
+ * appended one at a time give the latency: append durable -> stream acknowledged.
  * 'bare': the same bodies published by a bare @nats-io/jetstream loop with the same
  * pipelining (64 in flight) and a Nats-Msg-Id each, no log: the ceiling.
  */
@@ -661,36 +661,52 @@ async function workloadJ({ variant, dir, records }) {
       return { batchesPerSec: batches / sec, mbPerSec: (batches * body.length) / sec / 1e6, ...latencyStats(lat, 'ship') }
     }
     const { shipToJetStream } = await import('../dist/esm/jetstream.mjs')
-    const wal = await WriteAheadLog.open(join(dir, 'wal'), { backend: 'native', sync: 'always' })
-    const shipper = await shipToJetStream(wal, { servers: server.url, stream: 'bench' })
-    const resolvedAt = new Float64Array(batches)
-    const shippedAt = new Float64Array(batches)
-    let done
-    const all = new Promise((r) => (done = r))
-    shipper.on('shipped', (last) => {
-      const b = last / BATCH - 1
-      if (Number.isInteger(b)) shippedAt[b] = now()
-      if (last === batches * BATCH) done()
-    })
+    const wal = await WriteAheadLog.open(join(dir, 'wal'), { backend: 'native', sync: 'none' })
+    // Throughput: a backlog of batches written first (the same bodies as 'bare'), then shipped.
     let i = 0
-    let bytes = 0
-    const t0 = now()
     for (let b = 0; b < batches; b++) {
       const ops = new Array(BATCH)
-      for (let j = 0; j < BATCH; j++, i++) {
-        ops[j] = { type: 'put', key: keys[i & MASK], value: values[i & MASK] }
-        bytes += 32 + KEY_SIZE + VALUE_SIZE
-      }
+      for (let j = 0; j < BATCH; j++, i++) ops[j] = { type: 'put', key: keys[i & MASK], value: values[i & MASK] }
+      wal.appendBatchSync(ops)
+    }
+    await wal.sync()
+    const backlog = wal.lastLsn
+    let bytes = 0
+    let done
+    let all = new Promise((r) => (done = r))
+    const t0 = now()
+    const shipper = await shipToJetStream(wal, { servers: server.url, stream: 'bench' })
+    shipper.on('shipped', (last) => {
+      if (last === backlog) done()
+    })
+    await all
+    const sec = (now() - t0) / 1000
+    for (const f of fs.readdirSync(join(dir, 'wal'))) if (f.endsWith('.wal')) bytes += 0
+    bytes = batches * (BATCH * (32 + KEY_SIZE + VALUE_SIZE) + 72)
+    // Latency: durable batches appended one at a time while the shipper follows.
+    const LIVE = Math.min(500, batches)
+    const resolvedAt = new Float64Array(LIVE)
+    const shippedAt = new Float64Array(LIVE)
+    all = new Promise((r) => (done = r))
+    shipper.removeAllListeners('shipped')
+    shipper.on('shipped', (last) => {
+      const b = (last - backlog) / BATCH - 1
+      if (Number.isInteger(b) && b >= 0) shippedAt[b] = now()
+      if (last === backlog + LIVE * BATCH) done()
+    })
+    for (let b = 0; b < LIVE; b++) {
+      const ops = new Array(BATCH)
+      for (let j = 0; j < BATCH; j++, i++) ops[j] = { type: 'put', key: keys[i & MASK], value: values[i & MASK] }
       await wal.appendBatch(ops)
+      await wal.sync()
       resolvedAt[b] = now()
     }
     await all
-    const sec = (now() - t0) / 1000
     await shipper.stop()
     await wal.close()
-    const lat = new Float64Array(batches)
-    for (let b = 0; b < batches; b++) lat[b] = Math.max(0, shippedAt[b] - resolvedAt[b])
-    return { batchesPerSec: batches / sec, mbPerSec: (bytes + batches * 72) / sec / 1e6, ...latencyStats(lat, 'ship') }
+    const lat = new Float64Array(LIVE)
+    for (let b = 0; b < LIVE; b++) lat[b] = Math.max(0, shippedAt[b] - resolvedAt[b])
+    return { batchesPerSec: batches / sec, mbPerSec: bytes / sec / 1e6, ...latencyStats(lat, 'ship') }
   } finally {
     await server.stop()
   }

@@ -51,7 +51,7 @@ function lsnInOrder(type: number, flags: number, lsn: number, lastSeen: number):
 }
 
 /** What the cursor emits, if anything: entries (flattened) or whole batches. */
-/** A batch with the bytes of its records as on disk (BEGIN to COMMIT, or the one record). */
+/** A batch as its records' bytes on disk (BEGIN to COMMIT, or the one record); `entries` is left empty for a batch (decodeBatch(bytes) gives them). */
 export interface RawBatch extends Batch {
   bytes: Buffer
 }
@@ -90,7 +90,11 @@ export class RecordCursor {
   stoppedBy: 'stale' | 'limit' | undefined
 
   private open: Entry[] | undefined // members of the open batch while it is still valid
-  private rawParts: Buffer[] = [] // with output.raw: the open batch's records, BEGIN first
+  // With output.raw: the open batch's bytes, as runs of whole records per chunk buffer.
+  private rawParts: Buffer[] = []
+  private rawBuf: Buffer | undefined
+  private rawStart = 0
+  private rawEnd = 0
   private first = 0
   private count = 0
 
@@ -139,10 +143,12 @@ export class RecordCursor {
         if (flags & FLAG_BATCH) {
           const open = this.open
           if (open && lsn === this.first + open.length && open.length < this.count) {
-            if (out) {
-              open.push(entryAt(buf, ix, i, type, lsn))
-              if (out.raw) this.rawParts.push(recordAt(buf, ix, i))
-            } else open.length++
+            if (out?.raw) {
+              // A shipper needs the bytes, not entries: count the member only.
+              open.length++
+              this.rawRecord(buf, ix, i)
+            } else if (out) open.push(entryAt(buf, ix, i, type, lsn))
+            else open.length++
           } else this.discard()
         } else {
           this.discard()
@@ -160,7 +166,11 @@ export class RecordCursor {
         if (this.batchStart < 0) this.lsnBeforeBatch = this.keptLsn
         this.batchStart = base + at
         this.open = []
-        if (out?.raw) this.rawParts = [recordAt(buf, ix, i)]
+        if (out?.raw) {
+          this.rawParts = []
+          this.rawBuf = undefined
+          this.rawRecord(buf, ix, i)
+        }
         this.first = lsn
         this.count = ix[i + IX_AUX]
       } else if (type === TYPE_COMMIT) {
@@ -172,9 +182,11 @@ export class RecordCursor {
         if (open && beginLsn === this.first && ix[i + IX_AUX] === this.count && open.length === this.count && lsn === this.first + this.count - 1) {
           if (out && lsn >= out.from) {
             if (out.raw) {
-              this.rawParts.push(recordAt(buf, ix, i))
-              out.items.push({ first: this.first, last: lsn, entries: open, bytes: joinParts(this.rawParts) } as RawBatch)
+              this.rawRecord(buf, ix, i)
+              this.rawParts.push(this.rawBuf!.subarray(this.rawStart, this.rawEnd))
+              out.items.push({ first: this.first, last: lsn, entries: [], bytes: this.rawParts.length === 1 ? this.rawParts[0] : Buffer.concat(this.rawParts) } as RawBatch)
               this.rawParts = []
+              this.rawBuf = undefined
             } else if (out.asBatches) out.items.push({ first: this.first, last: lsn, entries: open })
             else for (const e of open) if (e.lsn >= out.from) out.items.push(e)
           }
@@ -191,6 +203,17 @@ export class RecordCursor {
     return -1
   }
 
+  /** Adds record row `i` to the open batch's bytes (a new run when the chunk buffer changes). */
+  private rawRecord(buf: Buffer, ix: Float64Array, i: number): void {
+    const at = ix[i + IX_POS]
+    if (this.rawBuf !== buf) {
+      if (this.rawBuf) this.rawParts.push(this.rawBuf.subarray(this.rawStart, this.rawEnd))
+      this.rawBuf = buf
+      this.rawStart = at
+    }
+    this.rawEnd = at + RECORD_HEADER_SIZE + ix[i + IX_LENGTH]
+  }
+
   private discard(): void {
     if (this.open) {
       this.open = undefined
@@ -203,17 +226,6 @@ export class RecordCursor {
 function recordAt(buf: Buffer, ix: Float64Array, i: number): Buffer {
   const at = ix[i + IX_POS]
   return buf.subarray(at, at + RECORD_HEADER_SIZE + ix[i + IX_LENGTH])
-}
-
-/** Records read in one chunk are one view; a batch that spans chunks is copied together. */
-function joinParts(parts: Buffer[]): Buffer {
-  const first = parts[0]
-  let end = first.byteOffset + first.length
-  for (let k = 1; k < parts.length; k++) {
-    if (parts[k].buffer !== first.buffer || parts[k].byteOffset !== end) return Buffer.concat(parts)
-    end += parts[k].length
-  }
-  return Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset)
 }
 
 function entryAt(buf: Buffer, ix: Float64Array, i: number, type: number, lsn: number): Entry {
