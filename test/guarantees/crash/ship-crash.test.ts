@@ -40,28 +40,37 @@ async function lastShipped(url: string, subject: string): Promise<number> {
 
 if (natsAvailable('test/guarantees/crash/ship-crash.test.ts')) {
   for (const backend of BACKENDS) {
-    test(`[${backend}] SIGKILLed shipper (6 times) and restarted server (2 times) while the writer appends and checkpoints: every batch exactly once, in order`, async () => {
+    test(`[${backend}] SIGKILLed shipper (6 times), restarted server (2 times) and restarted writer (2 times) while the writer appends and checkpoints: every batch exactly once, in order`, async () => {
       const next32 = prng(backend === 'native' ? 7 : 11)
       const rand = () => next32() / 2 ** 32 // in [0, 1)
       const server = await startNats()
       const dir = tmpDir()
-      const wal = await WriteAheadLog.open(dir, { backend, segmentSize: 8192, preallocate: false })
+      let wal = await WriteAheadLog.open(dir, { backend, segmentSize: 8192, preallocate: false })
       // The shipper's cursor exists before the first checkpoint, as in a deployment: nothing
       // is deleted before it is shipped.
       await wal.cursor('jetstream')
-      const expected: { first: number; last: number; keys: string[] }[] = []
+      const expected: { first: number; last: number; keys: string[]; values: string[] }[] = []
       let writing = true
+      let restartWriter = false
+      let writerRestarts = 0
       let n = 0
       const writer = (async () => {
         while (writing) {
+          if (restartWriter) {
+            // The writer restarts (close, reopen): the sidecar follows on.
+            restartWriter = false
+            await wal.close()
+            wal = await WriteAheadLog.open(dir, { backend, segmentSize: 8192, preallocate: false })
+            writerRestarts++
+          }
           const size = 1 + Math.floor(rand() * 4)
           const ops = Array.from({ length: size }, () => ({ type: 'put' as const, key: `k${n++}`, value: 'v'.repeat(Math.floor(rand() * 200)) }))
           if (size === 1) {
             const lsn = await wal.append(ops[0])
-            expected.push({ first: lsn, last: lsn, keys: [ops[0].key] })
+            expected.push({ first: lsn, last: lsn, keys: [ops[0].key], values: [ops[0].value] })
           } else {
             const { first, last } = await wal.appendBatch(ops)
-            expected.push({ first, last, keys: ops.map((o) => o.key) })
+            expected.push({ first, last, keys: ops.map((o) => o.key), values: ops.map((o) => o.value) })
           }
           if (expected.length % 40 === 0) await wal.checkpoint(wal.lastLsn) // the shipper's cursor keeps what is not shipped
           await tick(2)
@@ -73,6 +82,7 @@ if (natsAvailable('test/guarantees/crash/ship-crash.test.ts')) {
       try {
         for (let k = 0; k < kills; k++) {
           await tick(300 + Math.floor(rand() * 900))
+          if (k === 2 || k === 5) restartWriter = true
           if (k === 1 || k === 4) {
             await server.restart()
             restarts++
@@ -97,6 +107,7 @@ if (natsAvailable('test/guarantees/crash/ship-crash.test.ts')) {
         assert.match(shipper.output(), /shipped LSN \d+, lag \d+ entries/)
         const msgs = await streamMessages(server.url, 'wal', subject)
         assert.is(restarts, 2)
+        assert.is(writerRestarts, 2)
         if (msgs.length !== expected.length) {
           const got = new Set(msgs.map((m) => m.first))
           const missing = expected.filter((e) => !got.has(e.first)).map((e) => e.first)
@@ -110,6 +121,11 @@ if (natsAvailable('test/guarantees/crash/ship-crash.test.ts')) {
             m.batch.entries.map((e: Batch['entries'][number]) => e.key.toString()),
             expected[i].keys,
             `message ${i} body`,
+          )
+          assert.equal(
+            m.batch.entries.map((e: Batch['entries'][number]) => e.value?.toString()),
+            expected[i].values,
+            `message ${i} values`,
           )
         })
         assert.ok(wal.firstLsn > 1, 'checkpoints deleted shipped segments')
