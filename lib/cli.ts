@@ -8,6 +8,36 @@ import { redact } from './redact.js'
 import { WriteAheadLog } from './wal.js'
 
 const USAGE: Record<string, string> = {
+  stat: `Usage: fastwal stat DIR [--json]
+
+LSNs, the durable state, segments and bytes, cursors and their lag. Opens the log
+readOnly: no lock, nothing changed; works while a writer runs.
+
+  --json      one JSON object
+  -h, --help`,
+  verify: `Usage: fastwal verify DIR [--json]
+
+Reads every segment and checks every record, batch and the segment chain, changing
+nothing. Prints each damaged place (segment file, byte offset, what is wrong, what a
+default open does about it). Exit 0 when clean, 1 when damage is found, 2 on bad usage.
+
+  --json      one JSON object
+  -h, --help`,
+  dump: `Usage: fastwal dump DIR [--from N] [--to N] [--json]
+
+One line per entry in LSN order: LSN, type, key, value (UTF-8 when valid, else 0x-hex).
+
+  --from N    first LSN (inclusive; default firstLsn)
+  --to N      last LSN (inclusive)
+  --json      one JSON object per line; key and value base64
+  -h, --help`,
+  tail: `Usage: fastwal tail DIR [--from N] [--json]
+
+dump, then every new durable entry as it is written, until interrupted.
+
+  --from N    first LSN (default: the next one appended)
+  --json      one JSON object per line; key and value base64
+  -h, --help`,
   ship: `Usage: fastwal ship DIR --nats URL --stream NAME [options]
 
 Ships the log in DIR into a NATS JetStream stream, one message per committed batch,
@@ -31,6 +61,10 @@ exactly once and in order, following the writer (another process) until SIGTERM/
 const MAIN = `Usage: fastwal <command> DIR [options]
 
 Commands:
+  stat DIR                            positions, segments, cursors
+  verify DIR                          check every record; exit 1 on damage
+  dump DIR [--from N] [--to N]        entries, one per line
+  tail DIR                            dump, then follow
   ship DIR --nats URL --stream NAME   ship the log into NATS JetStream (a sidecar)
 
 Run fastwal <command> --help for a command's options.`
@@ -55,6 +89,9 @@ export async function main(argv: string[], out = process.stdout, err = process.s
       return cmd ? 0 : 2
     }
     if (cmd === 'ship') return await ship(rest, out, err)
+    if (cmd === 'stat') return await stat(rest, out)
+    if (cmd === 'verify') return await verify(rest, out)
+    if (cmd === 'dump' || cmd === 'tail') return await dump(cmd, rest, out)
     throw new UsageError(`fastwal: unknown command '${cmd}'.`)
   } catch (e) {
     if (e instanceof UsageError) {
@@ -136,6 +173,107 @@ async function ship(argv: string[], out: NodeJS.WritableStream, err: NodeJS.Writ
   await shipper.stop()
   out.write(`fastwal ship: stopped at LSN ${shipper.shippedLsn}\n`)
   await wal.close()
+  return 0
+}
+
+function oneDir(cmd: string, positionals: string[]): string {
+  if (positionals.length !== 1) throw new UsageError(`fastwal ${cmd}: give exactly one log directory.`)
+  if (!fs.existsSync(positionals[0])) throw new UsageError(`fastwal ${cmd}: ${positionals[0]} does not exist.`)
+  return positionals[0]
+}
+
+function lsnOption(cmd: string, name: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`fastwal ${cmd}: --${name} must be a non-negative integer LSN; got ${String(v)}.`)
+  return n
+}
+
+function table(rows: string[][]): string {
+  const w = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)))
+  return rows.map((r) => r.map((x, c) => (c === r.length - 1 ? x : x.padEnd(w[c]))).join('  ')).join('\n') + '\n'
+}
+
+async function stat(argv: string[], out: NodeJS.WritableStream): Promise<number> {
+  const { values: v, positionals } = parse('stat', argv, { json: { type: 'boolean' } })
+  if (v.help) return (out.write(USAGE.stat + '\n'), 0)
+  const dir = oneDir('stat', positionals)
+  const wal = await WriteAheadLog.open(dir, { readOnly: true })
+  try {
+    const s = wal.stats()
+    const { listSegments } = await import('./segments.js')
+    const { writerAlive } = await import('./verify.js')
+    const segments = listSegments(wal.dir).map((g) => ({ name: g.name, firstLsn: g.firstLsn, bytes: fs.statSync(`${wal.dir}/${g.name}`).size }))
+    const info = { dir: wal.dir, logId: wal.logId, writerRunning: writerAlive(wal.dir), lastLsn: s.lastLsn, durableLsn: s.durableLsn, firstLsn: s.firstLsn, checkpointLsn: s.checkpointLsn, segments, bytesOnDisk: segments.reduce((a, g) => a + g.bytes, 0), cursors: s.cursors }
+    if (v.json) {
+      out.write(JSON.stringify(info) + '\n')
+      return 0
+    }
+    out.write(
+      table([
+        ['log', `${info.dir} (id ${info.logId || 'none yet'})`],
+        ['writer', info.writerRunning ? 'running' : 'none'],
+        ['LSNs', `first ${info.firstLsn}, last ${info.lastLsn}, durable ${info.durableLsn}, checkpoint ${info.checkpointLsn}`],
+        ['disk', `${segments.length} segment(s), ${info.bytesOnDisk} bytes`],
+      ]),
+    )
+    if (segments.length > 0) out.write('\n' + table([['segment', 'first LSN', 'bytes'], ...segments.map((g) => [g.name, String(g.firstLsn), String(g.bytes)])]))
+    if (s.cursors.length > 0) out.write('\n' + table([['cursor', 'LSN', 'lag entries', 'lag bytes'], ...s.cursors.map((c) => [c.name, String(c.lsn), String(c.lagEntries), String(c.lagBytes)])]))
+    return 0
+  } finally {
+    await wal.close()
+  }
+}
+
+async function verify(argv: string[], out: NodeJS.WritableStream): Promise<number> {
+  const { values: v, positionals } = parse('verify', argv, { json: { type: 'boolean' } })
+  if (v.help) return (out.write(USAGE.verify + '\n'), 0)
+  const dir = oneDir('verify', positionals)
+  const { verifyLog } = await import('./verify.js')
+  const { selectBackend } = await import('./open.js')
+  const r = verifyLog(dir, selectBackend('auto'))
+  if (v.json) out.write(JSON.stringify(r) + '\n')
+  else {
+    out.write(`${r.dir}: ${r.segments} segment(s), LSNs ${r.firstLsn}..${r.lastLsn}, ${r.entries} entries in ${r.batches} batches${r.live ? ' (a writer is running: the end of the last segment is read as a write in progress)' : ''}\n`)
+    if (r.findings.length === 0) out.write('clean\n')
+    else out.write(table([['segment', 'offset', 'damage', 'a default open'], ...r.findings.map((f) => [f.segment, String(f.offset), f.what, f.open])]))
+  }
+  return r.findings.length === 0 ? 0 : 1
+}
+
+function show(b: Buffer): string {
+  const s = b.toString('utf8')
+  return Buffer.from(s, 'utf8').equals(b) && !/[\u0000-\u001f\u007f]/.test(s) ? JSON.stringify(s) : '0x' + b.toString('hex')
+}
+
+async function dump(cmd: 'dump' | 'tail', argv: string[], out: NodeJS.WritableStream): Promise<number> {
+  const opts: ParseArgsConfig['options'] = { json: { type: 'boolean' }, from: { type: 'string' } }
+  if (cmd === 'dump') opts.to = { type: 'string' }
+  const { values: v, positionals } = parse(cmd, argv, opts)
+  if (v.help) return (out.write(USAGE[cmd] + '\n'), 0)
+  const dir = oneDir(cmd, positionals)
+  const from = lsnOption(cmd, 'from', v.from)
+  const to = lsnOption(cmd, 'to', v.to)
+  const wal = await WriteAheadLog.open(dir, { readOnly: true })
+  const ac = new AbortController()
+  const stop = () => ac.abort(new Error('interrupted'))
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  try {
+    const start = from ?? (cmd === 'tail' ? wal.durableLsn + 1 : 0)
+    const it = cmd === 'tail' ? wal.follow({ from: start, signal: ac.signal }) : wal.replay({ from: start, signal: ac.signal })
+    for await (const e of it) {
+      if (to !== undefined && e.lsn > to) break
+      if (v.json) out.write(JSON.stringify({ lsn: e.lsn, type: e.type, key: e.key.toString('base64'), value: e.value?.toString('base64') }) + '\n')
+      else out.write(`${e.lsn} ${e.type} ${show(e.key)}${e.value ? ' ' + show(e.value) : ''}\n`)
+    }
+  } catch (e) {
+    if (!ac.signal.aborted) throw e
+  } finally {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+    await wal.close()
+  }
   return 0
 }
 

@@ -37,7 +37,7 @@ export interface OpenedLog {
 
 let warnedFallback = false
 
-function selectBackend(choice: ResolvedOptions['backend']): Backend {
+export function selectBackend(choice: ResolvedOptions['backend']): Backend {
   if (choice === 'js') return jsBackend
   const { addon, error } = loadAddon()
   if (addon) return nativeBackend(addon)
