@@ -7,9 +7,11 @@
 //    duplicate window;
 //  - every publish carries the expected last sequence of the subject (the stream sequence
 //    of the message before it), so the stream refuses a message whose predecessor is not
-//    stored: a failed publish can never leave a later one stored before it. Publishes are
-//    pipelined by predicting each sequence as the one before plus one (true when nothing
-//    else writes to the stream); a wrong guess is refused, not stored, and costs a resync;
+//    stored: a failed publish can never leave a later one stored before it. On a stream
+//    that holds only this log's subject, publishes are pipelined by predicting each
+//    sequence as the one before plus one (no other writer can move it; an ack at any
+//    other sequence stops and resyncs); on a shared stream each publish waits for the ack
+//    of the one before, whose sequence it then expects exactly;
 //  - on any error the shipper stops, waits for every publish in flight, reads the
 //    stream's real last message again and follows the log from after it;
 //  - Nats-Msg-Id <logId>:<first> lets the server drop a duplicate as a second line of defence;
@@ -95,6 +97,8 @@ export class Shipper extends EventEmitter {
   private nc: NatsConnection | undefined
   private readonly subject: string
   private readonly logId: string
+  /** The stream holds only this log's subject: stream sequences are predictable, publishes are pipelined. */
+  private dedicated = false
 
   constructor(
     private readonly wal: WriteAheadLog,
@@ -166,11 +170,16 @@ export class Shipper extends EventEmitter {
     const jsm = await jsLib.jetstreamManager(this.nc)
     try {
       const info = await jsm.streams.info(this.opts.stream)
-      const subjects = info.config.subjects ?? []
-      if (!subjects.some((s) => subjectMatches(s, this.subject))) await jsm.streams.update(this.opts.stream, { subjects: [...subjects, this.subject] })
+      let subjects = info.config.subjects ?? []
+      if (!subjects.some((s) => subjectMatches(s, this.subject))) {
+        subjects = [...subjects, this.subject]
+        await jsm.streams.update(this.opts.stream, { subjects })
+      }
+      this.dedicated = subjects.length === 1 && subjects[0] === this.subject
     } catch (err) {
       if (!(err instanceof jsLib.JetStreamApiError) || !/not found/i.test(err.message)) throw err
       await jsm.streams.add({ name: this.opts.stream, subjects: [this.subject], storage: jsLib.StorageType.File })
+      this.dedicated = true
     }
   }
 
@@ -197,7 +206,10 @@ export class Shipper extends EventEmitter {
         this.report(new WalError('WAL_GONE', `Entries ${from} to ${this.wal.firstLsn - 1} of the log in ${this.wal.dir} were deleted before they were shipped to stream ${this.opts.stream} (the stream was purged, or the log was checkpointed without this shipper's cursor); shipping goes on from ${this.wal.firstLsn}.`, { firstLsn: this.wal.firstLsn }))
       from = this.wal.firstLsn
     }
-    const max = Math.max(1, this.opts.maxInFlight ?? 64)
+    // Pipelining predicts each message's stream sequence; with other subjects in the stream a
+    // guess could be wrong and a later one right by chance, so there each publish waits for
+    // the ack before it and expects exactly that sequence.
+    const max = this.dedicated ? Math.max(1, this.opts.maxInFlight ?? 64) : 1
     // Stopped by stop() or by a failed publish.
     const local = new AbortController()
     const onStop = () => local.abort(new Error('stopping'))
@@ -209,12 +221,14 @@ export class Shipper extends EventEmitter {
     let room: (() => void) | undefined
     // Acknowledgements are taken in publish order: shippedLsn only ever covers a prefix.
     let acks: Promise<void> = Promise.resolve()
-    const track = (b: RawBatch, ack: Promise<{ seq: number; duplicate: boolean }>) => {
+    const track = (b: RawBatch, ack: Promise<{ seq: number; duplicate: boolean }>, expected: number) => {
       acks = acks.then(async () => {
         try {
           if (failure === undefined) {
             const a = await ack
             if (a.duplicate) throw new Error(`JetStream reported batch ${b.first}-${b.last} as a duplicate; resyncing`)
+            // Stored right after its predecessor, or the stream moved under us: stop and resync.
+            if (expected !== 0 && a.seq !== expected + 1 && this.dedicated) throw new Error(`batch ${b.first}-${b.last} was stored at stream sequence ${a.seq}, not ${expected + 1}; resyncing`)
             this.lastSeq = a.seq
             this.shipped = b.last
             this.published++
@@ -244,9 +258,9 @@ export class Shipper extends EventEmitter {
         const ack = js.publish(this.subject, b.bytes, { msgID: `${this.logId}:${b.first}`, headers: h as never, expect: { lastSubjectSequence: predicted } })
         ack.catch(() => undefined) // taken in order by track()
         pending++
-        track(b, ack)
-        if (predicted === 0) {
-          // The subject's first message: the next one's expectation is known only from its ack.
+        track(b, ack, predicted)
+        if (predicted === 0 || !this.dedicated) {
+          // The subject's first message, or a shared stream: the next expectation comes from this ack.
           await acks
           predicted = this.lastSeq
         } else predicted++

@@ -37,6 +37,8 @@ export interface LogSource {
   refresh(full: boolean): void
   /** The writer's recently written bytes of `name` from `position` (at most `max`), ending on a record boundary; undefined when not at hand. */
   recentBytes?(name: string, position: number, max: number): Buffer | undefined
+  /** How many changes (wake-ups) there have been: a follower compares it across a step. */
+  changes(): number
   /** Calls `cb` once, at the next change a follower may care about (durableLsn advanced, a new segment, close). Returns the unsubscribe. */
   onChange(cb: () => void): () => void
   /**
@@ -166,6 +168,10 @@ export class LogReader {
         }
         // It has moved on: read this segment to its end (limit -1 now) or leave it.
         if (this.src.limitFor(name) < 0) continue
+      } else if (r.endedLive && !this.isLast()) {
+        // Read live while it was the last segment; another has appeared since: read it on to its real end.
+        r.resume()
+        continue
       } else if (this.follow && this.src.live && this.isLast()) {
         // The end of what another process has written so far.
         const w = this.waitOrRecheck()

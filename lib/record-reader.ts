@@ -43,6 +43,9 @@ export class SegmentReader {
   private need = 0
   private zeroCheck = false // reading the rest of a segment that must be all zeros
   private heldLsn = 0 // LSN of a record the cursor's LSN limit held back
+  private liveRead = false // the read in flight was issued while the segment was read live
+  /** The last 'end' was the end of a live segment's written bytes, not of the file. */
+  endedLive = false
 
   /**
    * `limit()` gives the bytes known to hold whole records, or -1 to read to the end of
@@ -66,6 +69,7 @@ export class SegmentReader {
   /** After a live 'end': read on from where the records ended, once more is written. */
   resume(): void {
     if (this.stopped === 'end') this.stopped = undefined
+    this.endedLive = false
   }
 
   /** The next read to do, or undefined when stopped (see `stopped`). */
@@ -85,10 +89,13 @@ export class SegmentReader {
       this.stopped = 'limit'
       return undefined
     }
+    // Live or not is decided when the read is issued: the segment may stop being the last
+    // one (another reader listed a successor) before the chunk comes back.
+    this.liveRead = limit < 0 && this.live()
     if (limit < 0 && this.pos + RECORD_HEADER_SIZE > this.size) this.size = this.measure()
     const avail = limit >= 0 ? limit - this.pos : Math.max(this.size - this.pos, 1)
     // Live, most of a preallocated file is zeros not yet written: ask for little at a time.
-    const chunk = limit < 0 && this.live() ? Math.min(this.chunkSize, LIVE_CHUNK) : this.chunkSize
+    const chunk = this.liveRead ? Math.min(this.chunkSize, LIVE_CHUNK) : this.chunkSize
     const want = Math.max(this.need, Math.min(chunk, avail))
     return { fd: this.fd, buf: Buffer.allocUnsafe(want), position: this.pos }
   }
@@ -122,7 +129,10 @@ export class SegmentReader {
     this.need = 0
     switch (chunk.status) {
       case SCAN_END:
-        if (atEof && limit < 0) this.stopped = 'end'
+        if (atEof && limit < 0) {
+          this.stopped = 'end'
+          this.endedLive = this.liveRead
+        }
         return
       case SCAN_NEED_MORE:
         if (atEof) return this.tail(this.pos, 'Incomplete record')
@@ -138,8 +148,9 @@ export class SegmentReader {
           if (this.pos < limit) this.fail(this.pos, 'Zeroed bytes inside written data')
           return
         }
-        if (this.live()) {
+        if (this.liveRead) {
           this.stopped = 'end' // not written yet
+          this.endedLive = true
           return
         }
         const rest = req.buf.subarray(chunk.stop, chunk.bytes)
@@ -159,8 +170,10 @@ export class SegmentReader {
 
   /** Damage where a live segment's written bytes end is only the end for now (a write in progress). */
   private tail(offset: number, what: string): void {
-    if (this.limit() < 0 && this.live()) this.stopped = 'end'
-    else this.fail(offset, what)
+    if (this.liveRead) {
+      this.stopped = 'end'
+      this.endedLive = true
+    } else this.fail(offset, what)
   }
 
   private fail(offset: number, what: string): void {

@@ -106,6 +106,7 @@ class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterabl
           this.finish()
           return { value: undefined, done: true }
         }
+        const changes = this.src.changes()
         const r = await step(this.reader, this.src.backend, this.src.dir)
         if (this.failure !== undefined) throw this.failure // aborted or closed meanwhile
         if (this.finished) return { value: undefined, done: true } // return() was called meanwhile
@@ -117,7 +118,8 @@ class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterabl
           this.finish()
           return { value: undefined, done: true }
         }
-        if (r === 'wait' && this.items.length === 0) {
+        // A change while the step ran (it woke nobody: no one was subscribed yet) means look again.
+        if (r === 'wait' && this.items.length === 0 && this.src.changes() === changes) {
           // Woken by the writer (a sync), a change in the directory, abort or close.
           await new Promise<void>((resolve) => {
             const unsubscribe = this.src.onChange(() => this.wake?.())
@@ -164,6 +166,7 @@ class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterabl
   /** Ends iteration; a chunk read still on the thread pool finishes before the fd closes. */
   return(): Promise<IteratorResult<T>> {
     this.finished = true
+    this.wake?.() // a follower waiting for the log to change ends now
     const done = (): IteratorResult<T> => {
       this.finish()
       return { value: undefined, done: true }

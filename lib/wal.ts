@@ -87,6 +87,7 @@ export class WriteAheadLog {
   private readonly prevLsnOf = new Map<string, number>()
   /** Followers waiting for the log to change. */
   private readonly changeWaiters = new Set<() => void>()
+  private changeCount = 0
   private readonly publisher: DurablePublisher | undefined
   /** readOnly: watches the directory while followers wait; `listingStale` asks for a new listing. */
   private watcher: LogWatcher | undefined
@@ -265,6 +266,7 @@ export class WriteAheadLog {
         if (full || this.listingStale) this.prevLsnOf.clear()
         this.listingStale = false
       },
+      changes: () => this.changeCount,
       onChange: (cb) => {
         this.changeWaiters.add(cb)
         if (v && !this.closedFlag) this.watch()
@@ -349,6 +351,7 @@ export class WriteAheadLog {
 
   /** Wakes every waiting follower: the writer made more durable, the directory changed, or the handle closes. */
   private wakeFollowers(): void {
+    this.changeCount++
     if (this.changeWaiters.size === 0) return
     const waiters = [...this.changeWaiters]
     this.changeWaiters.clear()

@@ -69,6 +69,20 @@ for (const backend of BACKENDS) {
     await wal.close()
   })
 
+  t('return() on a follower waiting for the log ends it at once and releases its files', async () => {
+    const wal = await WriteAheadLog.open(tmpDir(), small)
+    await wal.append({ type: 'put', key: 'k0', value: 'v' })
+    const it = wal.follow({ from: 0 })
+    await it.next()
+    const pending = it.next()
+    assert.not.ok(await settledWithin(pending, 30))
+    const ended = it.return!()
+    assert.ok(await settledWithin(ended, 100), 'return() waited for the log to change')
+    assert.equal(await pending, { value: undefined, done: true })
+    assert.is(wal.stats().readers, 0)
+    await wal.close()
+  })
+
   t("under sync 'none' nothing is yielded before it is durable; sync() releases it", async () => {
     const wal = await WriteAheadLog.open(tmpDir(), { ...small, sync: 'none' })
     const it = wal.follow({ from: 0 })

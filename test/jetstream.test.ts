@@ -94,6 +94,37 @@ if (natsAvailable('test/jetstream.test.ts')) {
     })
   }
 
+  test('two logs shipped at once into one shared stream: the batches of each exactly once, in order', async () => {
+    const server = await startNats()
+    try {
+      const { connect } = await import('@nats-io/transport-node')
+      const { jetstreamManager, StorageType } = await import('@nats-io/jetstream')
+      const nc = await connect({ servers: server.url })
+      await (await jetstreamManager(nc)).streams.add({ name: 'shared', subjects: ['fastwal.>'], storage: StorageType.File })
+      await nc.close()
+      const logs = await Promise.all([0, 1].map(() => WriteAheadLog.open(tmpDir(), { backend: 'js' })))
+      const shippers = await Promise.all(logs.map((wal) => shipToJetStream(wal, { servers: server.url, stream: 'shared' })))
+      // Both write and ship at once: their messages interleave in the stream.
+      await Promise.all(logs.map(async (wal, k) => {
+        for (let i = 0; i < 150; i++) {
+          if (i % 2) await wal.append({ type: 'put', key: `l${k}-${i}`, value: 'v' })
+          else await wal.appendBatch([{ type: 'put', key: `l${k}-${i}`, value: 'v' }, { type: 'del', key: `l${k}-${i}` }])
+        }
+      }))
+      await until('both shipped', () => shippers.every((s, k) => s.shippedLsn === logs[k].lastLsn), 30_000)
+      for (const s of shippers) await s.stop()
+      for (const [k, wal] of logs.entries()) {
+        const msgs = await streamMessages(server.url, 'shared', `fastwal.${wal.logId}`)
+        const expected: number[] = []
+        for await (const b of wal.replayBatches({ from: 0 })) expected.push(b.first)
+        assert.equal(msgs.map((m) => m.first), expected, `log ${k}: every batch once, in order`)
+        await wal.close()
+      }
+    } finally {
+      await server.stop()
+    }
+  })
+
   test('a server that requires a user and TLS refuses a shipper without them and takes one with them; no secret is reported', async () => {
     const certs = tmpDir('certs')
     fs.mkdirSync(certs, { recursive: true })
