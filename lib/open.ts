@@ -2,6 +2,7 @@
 // repair that makes it so (writable) or a view around the damage (readOnly).
 import * as fs from 'node:fs'
 import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
 import { SEGMENT_HEADER_SIZE } from './format.js'
@@ -75,7 +76,7 @@ function prepare(dirArg: unknown, options: Options | undefined): Prepared {
   const opts = resolveOptions(dirArg, options)
   const backend = selectBackend(opts.backend)
   // Resolved once: a later process.chdir() must not move the log.
-  const dir = resolve(dirArg as string)
+  const dir = resolve(dirArg instanceof URL ? fileURLToPath(dirArg) : (dirArg as string))
   const exists = ensureDir(dir, opts)
   const lock = exists && !opts.readOnly ? lockDir(dir) : undefined
   try {

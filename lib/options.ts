@@ -65,7 +65,9 @@ function bool(name: string, v: unknown, dflt: boolean): boolean {
 }
 
 export function resolveOptions(dir: unknown, options: unknown): ResolvedOptions {
-  if (typeof dir !== 'string' || dir.length === 0) throw invalid('open(dir): dir must be a non-empty string path.')
+  if (dir instanceof URL) {
+    if (dir.protocol !== 'file:') throw invalid(`open(dir): a URL dir must be a file: URL; got ${dir.protocol}.`)
+  } else if (typeof dir !== 'string' || dir.length === 0) throw invalid('open(dir): dir must be a non-empty string path or a file: URL.')
   if (options === undefined || options === null) options = {}
   if (typeof options !== 'object') throw invalid('open(dir, options): options must be an object.')
   const o = options as Record<string, unknown>

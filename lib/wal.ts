@@ -1,6 +1,7 @@
 // The public facade: argument checking and the wiring of open, the writer, the readers
 // and checkpoint deletion. Backend-independent: both backends run exactly this code.
 import * as fs from 'node:fs'
+import { inspect } from 'node:util'
 import { join } from 'node:path'
 import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
@@ -18,6 +19,20 @@ import type { RawBatch } from './record-cursor.js'
 import { FOLLOW_RAW, followBatches, followEntries, followRawBatches, replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry } from './replay.js'
 import { channels } from './stats.js'
 import { fsCall, readPrevLsn, syncDir, syncDirAsync, type SegmentRef } from './segments.js'
+
+/** Open handles under sync 'none'/'interval' hand their staged bytes to the OS at exit: one listener for all. */
+const atExit = new Set<() => void>()
+function flushAtExit(fn: () => void, on: boolean): void {
+  if (!on) {
+    atExit.delete(fn)
+    return
+  }
+  if (atExit.size === 0 && !process.listeners('exit').includes(runAtExit)) process.on('exit', runAtExit)
+  atExit.add(fn)
+}
+function runAtExit(): void {
+  for (const fn of atExit) fn()
+}
 
 /** LSNs are exact JavaScript integers: a call that would pass 2^53 - 1 is refused whole. */
 function checkLsnRoom(w: LogWriter, n: number, what: string): void {
@@ -109,6 +124,7 @@ export class WriteAheadLog {
     this.logId = o.logId
     this.cpLsn = o.checkpointLsn
     this.recovery = Object.freeze({ ...o.report })
+    if (this.writer && this.opts.sync !== 'always') flushAtExit(this.onExit, true)
     const publisher = o.publisher
     if (this.writer) {
       this.writer.keepRecent = () => {
@@ -136,13 +152,35 @@ export class WriteAheadLog {
     }
   }
 
-  /** Opens (creating if needed) the log in `dir`, recovering its tail. */
-  static async open(dir: string, options?: Options): Promise<WriteAheadLog> {
+  /** Opens (creating if needed) the log in `dir` (a path or a file: URL), recovering its tail. */
+  static async open(dir: string | URL, options?: Options): Promise<WriteAheadLog> {
     return new WriteAheadLog(await openLog(dir, options))
   }
 
-  static openSync(dir: string, options?: Options): WriteAheadLog {
+  static openSync(dir: string | URL, options?: Options): WriteAheadLog {
     return new WriteAheadLog(openLogBlocking(dir, options))
+  }
+
+  /** What console.log and util.inspect show: where, which backend, the positions, the state. */
+  [inspect.custom](_depth: number, options: object): string {
+    const state = this.closedFlag ? 'closed' : this.writer?.failed ? 'failed' : this.writer ? 'open' : 'open, readOnly'
+    const fields = { dir: this.dir, backend: this.backend, state, lastLsn: this.lastLsn, durableLsn: this.closedFlag ? undefined : this.durableLsn, checkpointLsn: this.checkpointLsn, logId: this.logId }
+    return `WriteAheadLog ${inspect(fields, options)}`
+  }
+
+  /**
+   * Under sync 'none' or 'interval', what is staged is handed to the OS when the process
+   * exits (process.exit() included), so appendSync followed by exit keeps the entry unless
+   * the machine itself goes down. Nothing is synced there: that is what sync() is for.
+   */
+  private readonly onExit = () => {
+    if (!this.closedFlag && this.writer && !this.writer.failed) {
+      try {
+        this.writer.drainBlocking(false)
+      } catch {
+        // the process is exiting: nothing to report to
+      }
+    }
   }
 
   get lastLsn(): number {
@@ -543,6 +581,7 @@ export class WriteAheadLog {
         w?.shutdown()
         this.publisher?.close(w?.durableLsn ?? 0)
         this.lock?.release()
+        flushAtExit(this.onExit, false)
       }
       if (failure !== undefined) throw failure
     })()
@@ -574,6 +613,7 @@ export class WriteAheadLog {
       if (w) this.reapSync()
       w?.shutdown()
       this.publisher?.close(w?.durableLsn ?? 0)
+      flushAtExit(this.onExit, false)
       const lock = this.lock
       // Without a failure, drainSync rewrote any in-flight bytes; with one, the lock waits
       // for the pending pool write (see close()).

@@ -85,7 +85,7 @@ const paths = pack.files.map((f) => f.path).sort()
 const allowed = [
   /^package\.json$/, /^README(\.md)?$/i, /^LICEN[CS]E(\.md|\.txt)?$/i,
   /^dist\/cjs\/[\w.-]+\.(js|d\.ts)$/, /^dist\/cjs\/package\.json$/,
-  /^dist\/esm\/(index|jetstream)\.(mjs|d\.mts)$/, /^dist\/esm\/package\.json$/, /^bin\/fastwal\.js$/,
+  /^dist\/esm\/(index|jetstream)\.(mjs|d\.mts)$/, /^dist\/esm\/package\.json$/, /^bin\/fastwal\.js$/, /^docs\/[\w-]+\.md$/,
   /^prebuilds\/[a-z0-9]+-[a-z0-9]+\/[\w.+-]+\.node$/,
   /^native\/[\w-]+\.(cc|h)$/, /^binding\.gyp$/, /^scripts\/install\.js$/,
 ]
@@ -94,6 +94,7 @@ const required = [
   'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/cjs/package.json',
   'dist/esm/index.mjs', 'dist/esm/index.d.mts', 'dist/esm/package.json',
   'dist/cjs/jetstream.js', 'dist/esm/jetstream.mjs', 'bin/fastwal.js',
+  'docs/FORMAT.md', 'docs/ARCHITECTURE.md', 'docs/INSTALL.md',
   'native/binding.cc', 'native/codec.cc', 'native/crc32c.cc', 'native/file_io.cc',
 ]
 const problems = []
