@@ -260,6 +260,42 @@ EOF
 if in_project node smoke.cjs >"$work/cjs.log" 2>&1; then ok "require('fastwal'): $(tail -n 1 "$work/cjs.log")"; else bad "require('fastwal') smoke test" "$work/cjs.log"; fi
 if in_project node smoke.mjs >"$work/esm.log" 2>&1; then ok "import('fastwal'): $(tail -n 1 "$work/esm.log")"; else bad "import('fastwal') smoke test" "$work/esm.log"; fi
 
+# The fastwal command from the installed tarball (npx): stat, verify, dump on a log the
+# consumer writes, verify again after a flipped byte (exit 1), bad usage (exit 2); nothing
+# is modified by any of them.
+cat >"$project/cli.cjs" <<'EOF'
+const { spawnSync } = require('node:child_process')
+const crypto = require('node:crypto')
+const fs = require('node:fs')
+const { WriteAheadLog } = require('fastwal')
+const cli = (...args) => spawnSync('npx', ['--no-install', 'fastwal', ...args], { encoding: 'utf8' })
+const hash = () => crypto.createHash('sha1').update(fs.readdirSync('clilog').sort().map((n) => fs.readFileSync('clilog/' + n).toString('hex')).join()).digest('hex')
+const fail = (what, r) => { console.error(what, r && (r.status + ' ' + r.stdout + r.stderr)); process.exit(1) }
+;(async () => {
+  const w = await WriteAheadLog.open('clilog', { segmentSize: 4096, preallocate: false })
+  for (let i = 0; i < 80; i++) await w.append({ type: 'put', key: 'k' + i, value: 'v' + i })
+  await w.close()
+  const before = hash()
+  let r = cli('stat', 'clilog', '--json')
+  if (r.status !== 0 || JSON.parse(r.stdout).lastLsn !== 80) fail('stat', r)
+  r = cli('verify', 'clilog')
+  if (r.status !== 0) fail('verify on a clean log', r)
+  r = cli('dump', 'clilog', '--from', '80')
+  if (r.stdout.trim() !== '80 put "k79" "v79"') fail('dump', r)
+  if (hash() !== before) fail('a command modified the log')
+  const f = 'clilog/' + fs.readdirSync('clilog').find((n) => n.endsWith('.wal'))
+  const b = fs.readFileSync(f)
+  b[200] ^= 1
+  fs.writeFileSync(f, b)
+  r = cli('verify', 'clilog')
+  if (r.status !== 1) fail('verify on a damaged log: exit 1', r)
+  r = cli('dump')
+  if (r.status !== 2) fail('bad usage: exit 2', r)
+  console.log('stat, verify (exit 0 and 1), dump, bad usage (exit 2); nothing modified')
+})()
+EOF
+if in_project node cli.cjs >"$work/cli.log" 2>&1; then ok "npx fastwal from the tarball: $(tail -n 1 "$work/cli.log")"; else bad "npx fastwal from the tarball" "$work/cli.log"; fi
+
 # ---- 5. the shipped types, tsc --strict --noEmit -------------------------------------------
 # The consumer gets typescript and @types/node from this repository's node_modules (same
 # versions as the build) rather than a second registry install.
