@@ -92,6 +92,7 @@ if (natsAvailable('test/guarantees/crash/ship-crash.test.ts')) {
           await shipper.exited
           shipper = startShipper(dir, server.url)
         }
+        while (restartWriter) await tick(10) // the last writer restart asked for has happened
         writing = false
         await writer
         const subject = `fastwal.${wal.logId}`
