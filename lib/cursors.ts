@@ -47,14 +47,20 @@ function badCursor(dir: string, file: string): WalError {
   return new WalError('WAL_CORRUPT', `Cursor file ${file} in ${dir} is damaged (bad magic number or checksum). Delete it to drop that cursor, then create it again from the consumer's own record of its position.`, { segment: file, offset: 0 })
 }
 
+/** The cursor a directory entry holds, or undefined when it is not a cursor file. */
+function cursorNameOf(file: string): string | undefined {
+  if (!file.endsWith(SUFFIX)) return undefined
+  const name = file.slice(0, -SUFFIX.length)
+  return NAME.test(name) ? name : undefined
+}
+
 /** Every cursor on disk: name → LSN. */
 export async function readCursors(dir: string, backend: Backend): Promise<Map<string, number>> {
   const names = await fsCall<string[]>((cb) => fs.readdir(dir, cb))
   const out = new Map<string, number>()
   for (const file of names) {
-    if (!file.endsWith(SUFFIX)) continue
-    const name = file.slice(0, -SUFFIX.length)
-    if (!NAME.test(name)) continue
+    const name = cursorNameOf(file)
+    if (name === undefined) continue
     const lsn = await readCursorFile(dir, name, backend)
     if (lsn !== undefined) out.set(name, lsn)
   }
@@ -71,9 +77,8 @@ export function readCursorsBlocking(dir: string, backend: Backend): Map<string, 
     return out
   }
   for (const file of names) {
-    if (!file.endsWith(SUFFIX)) continue
-    const name = file.slice(0, -SUFFIX.length)
-    if (!NAME.test(name)) continue
+    const name = cursorNameOf(file)
+    if (name === undefined) continue
     try {
       const lsn = decode(fs.readFileSync(join(dir, file)), backend)
       if (lsn !== undefined) out.set(name, lsn)

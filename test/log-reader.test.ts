@@ -10,12 +10,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog, WalError } from '../lib/index.js'
 import { BACKENDS, segmentFiles, tmpDir } from './helpers/util.js'
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = []
-  for await (const x of it) out.push(x)
-  return out
-}
+import { collect } from './helpers/wal.js'
 
 async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string): Promise<WalError> {
   try {

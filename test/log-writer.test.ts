@@ -8,12 +8,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog, type Entry } from '../lib/index.js'
 import { BACKENDS, segmentFiles, tmpDir } from './helpers/util.js'
-
-async function collect(it: AsyncIterable<Entry>): Promise<Entry[]> {
-  const out: Entry[] = []
-  for await (const e of it) out.push(e)
-  return out
-}
+import { collect } from './helpers/wal.js'
 
 for (const backend of BACKENDS) {
   const t = (name: string, fn: () => Promise<void> | void) => test(`[${backend}] ${name}`, fn)

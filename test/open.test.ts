@@ -8,26 +8,7 @@ import * as assert from 'uvu/assert'
 import { WriteAheadLog, WalError } from '../lib/index.js'
 import { jsBackend } from '../lib/js-backend.js'
 import { BACKENDS, segmentFiles, tmpDir } from './helpers/util.js'
-
-function openFails(fn: () => unknown, code: string): WalError {
-  try {
-    fn()
-  } catch (err) {
-    assert.instance(err, WalError)
-    assert.is((err as WalError).code, code)
-    return err as WalError
-  }
-  throw new Error(`expected ${code}`)
-}
-
-/** A log of n synced standalone puts (`k1`…), closed; returns its directory. */
-function writeLog(backend: (typeof BACKENDS)[number], opts: object, n: number, value: string): string {
-  const dir = tmpDir()
-  const w = WriteAheadLog.openSync(dir, { backend, ...opts })
-  for (let i = 1; i <= n; i++) w.appendSync({ type: 'put', key: `k${i}`, value })
-  w.closeSync()
-  return dir
-}
+import { openFails, writeLog } from './helpers/wal.js'
 
 for (const backend of BACKENDS) {
   const t = (name: string, fn: () => Promise<void>) => test(`[${backend}] ${name}`, fn)

@@ -7,26 +7,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog, WalError } from '../lib/index.js'
 import { BACKENDS, segmentFiles, tmpDir } from './helpers/util.js'
-
-function code(fn: () => unknown): string {
-  try {
-    fn()
-  } catch (e) {
-    assert.instance(e, WalError, String(e))
-    return (e as WalError).code
-  }
-  return 'no error'
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-  } catch (e) {
-    assert.instance(e, WalError, String(e))
-    return (e as WalError).code
-  }
-  return 'no error'
-}
+import { code, codeOf } from './helpers/wal.js'
 
 function detached(): Uint8Array {
   const b = new Uint8Array(8)

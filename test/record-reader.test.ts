@@ -16,6 +16,7 @@ import { RecordCursor, type CursorOutput, type Entry } from '../lib/record-curso
 import { SegmentReader, readSegment, readSegmentBlocking } from '../lib/record-reader.js'
 import { WriteAheadLog } from '../lib/index.js'
 import { BACKENDS, backendImpl, segmentFiles, tmpDir } from './helpers/util.js'
+import { collect, writeLog } from './helpers/wal.js'
 
 const DRIVERS = ['blocking', 'pool'] as const
 type Driver = (typeof DRIVERS)[number]
@@ -296,21 +297,6 @@ for (const name of BACKENDS) {
       }
     })
   }
-}
-
-/** A log of n synced standalone puts (`k1`…), closed; returns its directory. */
-function writeLog(backend: (typeof BACKENDS)[number], opts: object, n: number, value: string): string {
-  const dir = tmpDir()
-  const w = WriteAheadLog.openSync(dir, { backend, ...opts })
-  for (let i = 1; i <= n; i++) w.appendSync({ type: 'put', key: `k${i}`, value })
-  w.closeSync()
-  return dir
-}
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = []
-  for await (const x of it) out.push(x)
-  return out
 }
 
 for (const backend of BACKENDS) {

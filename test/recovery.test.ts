@@ -8,6 +8,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog, WalError, type Entry } from '../lib/index.js'
 import { BACKENDS, backendImpl, segmentFiles, tmpDir } from './helpers/util.js'
+import { collect, openFails, writeLog } from './helpers/wal.js'
 
 function snapshot(dir: string): Map<string, Buffer> {
   return new Map(fs.readdirSync(dir).filter((n) => n !== 'LOCK').map((n) => [n, fs.readFileSync(join(dir, n))]))
@@ -25,32 +26,6 @@ function zeroRecord(file: string, offsets: number[], k: number): void {
   const buf = fs.readFileSync(file)
   buf.fill(0, offsets[k], offsets[k + 1])
   fs.writeFileSync(file, buf)
-}
-
-function openFails(fn: () => unknown, code: string): WalError {
-  try {
-    fn()
-  } catch (err) {
-    assert.instance(err, WalError)
-    assert.is((err as WalError).code, code)
-    return err as WalError
-  }
-  throw new Error(`expected ${code}`)
-}
-
-/** A log of n synced standalone puts (`k1`…), closed; returns its directory. */
-function writeLog(backend: (typeof BACKENDS)[number], opts: object, n: number, value: string): string {
-  const dir = tmpDir()
-  const w = WriteAheadLog.openSync(dir, { backend, ...opts })
-  for (let i = 1; i <= n; i++) w.appendSync({ type: 'put', key: `k${i}`, value })
-  w.closeSync()
-  return dir
-}
-
-async function collect(it: AsyncIterable<Entry>): Promise<Entry[]> {
-  const out: Entry[] = []
-  for await (const e of it) out.push(e)
-  return out
 }
 
 for (const backend of BACKENDS) {

@@ -8,12 +8,7 @@ import * as assert from 'uvu/assert'
 import { WriteAheadLog, WalError, type Entry } from '../lib/index.js'
 import type { Backend } from '../lib/backend.js'
 import { BACKENDS, tmpDir } from './helpers/util.js'
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = []
-  for await (const x of it) out.push(x)
-  return out
-}
+import { collect } from './helpers/wal.js'
 
 async function rejects(p: Promise<unknown>, code: string): Promise<WalError> {
   try {

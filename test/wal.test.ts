@@ -13,12 +13,7 @@ import { crc32cJs } from '../lib/crc32c.js'
 import { MAX_LSN, encodeSegmentHeader, segmentName } from '../lib/format.js'
 import { BACKENDS, backendImpl, prng, randomBytes, segmentFiles, tmpDir } from './helpers/util.js'
 import { replayEntriesSync } from '../lib/replay.js'
-
-async function collect(it: AsyncIterable<Entry>): Promise<Entry[]> {
-  const out: Entry[] = []
-  for await (const e of it) out.push(e)
-  return out
-}
+import { code, codeOf, collect } from './helpers/wal.js'
 
 async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string): Promise<WalError> {
   try {
@@ -41,26 +36,6 @@ function throws(fn: () => unknown, code: string): WalError {
     return e as WalError
   }
   throw new assert.Assertion({ message: `expected ${code}, it returned`, operator: 'throws' })
-}
-
-function code(fn: () => unknown): string {
-  try {
-    fn()
-  } catch (e) {
-    assert.instance(e, WalError, String(e))
-    return (e as WalError).code
-  }
-  return 'no error'
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-  } catch (e) {
-    assert.instance(e, WalError, String(e))
-    return (e as WalError).code
-  }
-  return 'no error'
 }
 
 /** A closed log of `n` 200-byte puts across 4 KiB segments. */

@@ -9,12 +9,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog } from '../lib/index.js'
 import { BACKENDS, backendImpl, segmentFiles, tmpDir } from './helpers/util.js'
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = []
-  for await (const x of it) out.push(x)
-  return out
-}
+import { collect } from './helpers/wal.js'
 
 for (const backend of BACKENDS) {
   const t = (name: string, fn: () => Promise<void>) => test(`[${backend}] ${name}`, fn)
