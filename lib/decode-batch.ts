@@ -8,7 +8,8 @@ import { WalError } from './errors.js'
 import { IX_LSN, IX_POS, SCAN_END } from './format.js'
 import { jsBackend } from './js-backend.js'
 import { loadAddon } from './native-addon.js'
-import { RecordCursor, type Batch, type CursorOutput } from './record-cursor.js'
+import { RecordCursor, type CursorOutput } from './record-cursor.js'
+import type { Batch } from './replay.js'
 
 const addon = loadAddon().addon
 
@@ -31,5 +32,5 @@ export function decodeBatch(bytes: Uint8Array): Batch {
   if (stale >= 0) throw corrupt(scan.index[stale + IX_POS], 'Record with an LSN out of order')
   if (out.items.length !== 1 || cursor.batchStart >= 0 || cursor.orphans > 0)
     throw corrupt(cursor.batchStart >= 0 ? cursor.batchStart : 0, out.items.length > 1 ? 'More than one batch' : 'Not exactly one committed batch (a BEGIN without its COMMIT, or a COMMIT that does not match)')
-  return out.items[0] as Batch
+  return out.items[0] as unknown as Batch
 }

@@ -101,7 +101,7 @@ export class Shipper extends EventEmitter {
   private dedicated = false
 
   constructor(
-    private readonly wal: WriteAheadLog,
+    private readonly wal: WriteAheadLog<any, any>,
     private readonly opts: ShipOptions,
     private readonly cursor: Cursor,
   ) {
@@ -311,7 +311,7 @@ function subjectMatches(pattern: string, subject: string): boolean {
 }
 
 /** Starts shipping `wal` (writable or readOnly) into the stream; see the file comment. */
-export async function shipToJetStream(wal: WriteAheadLog, opts: ShipOptions): Promise<Shipper> {
+export async function shipToJetStream(wal: WriteAheadLog<any, any>, opts: ShipOptions): Promise<Shipper> {
   if (!opts || typeof opts !== 'object') throw new WalError('WAL_INVALID', 'shipToJetStream(wal, opts): opts must be an object like { servers, stream }.')
   if (typeof opts.stream !== 'string' || !/^[^\s.*>/\\]+$/.test(opts.stream)) throw new WalError('WAL_INVALID', `shipToJetStream: stream must be a JetStream stream name (no spaces, '.', '*', '>'); got ${JSON.stringify(opts.stream)}.`)
   if (!opts.servers || (typeof opts.servers !== 'string' && !Array.isArray(opts.servers))) throw new WalError('WAL_INVALID', 'shipToJetStream: servers must be a URL or a list of URLs, like nats://127.0.0.1:4222.')

@@ -2,12 +2,39 @@
 // checked here, before any byte is encoded or any file is touched.
 import { byteLength, isDetached, isUint8Array } from './bytes.js'
 import { WalError } from './errors.js'
+import { encodeWith, resolveEncoding, type Encoding, type Encodings, type Input, type Transcoder } from './encoding.js'
 import { MAX_PAYLOAD, TYPE_DEL, TYPE_PUT } from './format.js'
 
+/** A key or value under the default 'buffer' encoding: a string is stored as its UTF-8 bytes. */
 export type Bytes = string | Uint8Array
-export type Operation = { type: 'put'; key: Bytes; value: Bytes } | { type: 'del'; key: Bytes }
 
-export interface Options {
+/**
+ * One change to log: the same shape as abstract-level's batch operations. `K` and `V` are
+ * what replay yields under the handle's encodings (Buffer by default, which takes
+ * {@link Bytes} going in).
+ *
+ * @example
+ * ```ts
+ * await wal.append({ type: 'put', key: 'user:1', value: '{"name":"Ada"}' })
+ * await wal.append({ type: 'del', key: 'user:1' })
+ * ```
+ */
+export type Operation<K = Buffer, V = Buffer> = { type: 'put'; key: Input<K>; value: Input<V> } | { type: 'del'; key: Input<K> }
+
+/**
+ * Options of {@link WriteAheadLog.open}. `KE` and `VE` are the key and value encodings,
+ * inferred from `keyEncoding` and `valueEncoding`; they set the handle's types.
+ *
+ * @example
+ * ```ts
+ * const wal = await WriteAheadLog.open('./wal', { sync: 'always', segmentSize: 16 * 1024 * 1024, valueEncoding: 'json' })
+ * ```
+ */
+export interface Options<KE extends Encoding = Encoding, VE extends Encoding = Encoding> {
+  /** How keys are turned into bytes and back: 'buffer' (default), 'utf8', 'json' or a {@link Codec}. */
+  keyEncoding?: KE
+  /** How values are turned into bytes and back: 'buffer' (default), 'utf8', 'json' or a {@link Codec}. */
+  valueEncoding?: VE
   /** 'always' (default): appends resolve after an fdatasync covering them. */
   sync?: 'always' | 'interval' | 'none'
   /** For sync: 'interval'; default 50. */
@@ -35,10 +62,12 @@ export interface ResolvedOptions {
   maxRecordSize: number
   readOnly: boolean
   backend: 'auto' | 'native' | 'js'
+  /** Undefined when keys and values are both 'buffer'. */
+  encodings: Encodings | undefined
 }
 
 const MIB = 1024 * 1024
-const KNOWN = new Set(['sync', 'syncIntervalMs', 'segmentSize', 'preallocate', 'recovery', 'maxRecordSize', 'readOnly', 'backend'])
+const KNOWN = new Set(['sync', 'syncIntervalMs', 'segmentSize', 'preallocate', 'recovery', 'maxRecordSize', 'readOnly', 'backend', 'keyEncoding', 'valueEncoding'])
 
 function invalid(message: string): WalError {
   return new WalError('WAL_INVALID', message)
@@ -72,7 +101,10 @@ export function resolveOptions(dir: unknown, options: unknown): ResolvedOptions 
   if (typeof options !== 'object') throw invalid('open(dir, options): options must be an object.')
   const o = options as Record<string, unknown>
   for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw invalid(`Unknown option '${k}'. Known options: ${[...KNOWN].join(', ')}.`)
+  const key = resolveEncoding('keyEncoding', o.keyEncoding)
+  const value = resolveEncoding('valueEncoding', o.valueEncoding)
   return {
+    encodings: key || value ? { key, value } : undefined,
     sync: oneOf('sync', o.sync, ['always', 'interval', 'none'] as const, 'always'),
     syncIntervalMs: integer('syncIntervalMs', o.syncIntervalMs, 1, 2 ** 31 - 1, 50),
     segmentSize: integer('segmentSize', o.segmentSize, 4096, 2 ** 40, 64 * MIB),
@@ -141,9 +173,27 @@ function checkOp(raw: RawOp, maxRecordSize: number, where: string): EncodedOp {
   return { type, key, value, size }
 }
 
+/** A codec's output: a Uint8Array is copied, since a codec may reuse its buffer for the next call. */
+function encodeField(t: Transcoder, v: unknown, what: string): unknown {
+  const out = encodeWith(t, v, what)
+  if (!t.custom || typeof out === 'string') return out
+  if (!isUint8Array(out) || isDetached(out))
+    throw invalid(`${what}: ${t.name} returned ${out === null ? 'null' : isUint8Array(out) ? 'a detached Uint8Array' : typeof out} from encode; it must return a string or a Uint8Array. Nothing was written.`)
+  return Buffer.from(out)
+}
+
+/** Runs the handle's encodings over fields already read: user code runs here, before any bytes are taken. */
+function encodeOp(raw: RawOp, enc: Encodings, where: string): void {
+  if (raw.type !== 'put' && raw.type !== 'del') return // checkOp says what is wrong
+  if (enc.key) raw.key = encodeField(enc.key, raw.key, `${where}: key`)
+  if (enc.value && raw.type === 'put') raw.value = encodeField(enc.value, raw.value, `${where}: value`)
+}
+
 /** Validates one operation; `where` names it in messages ("appendBatch: operation 3"). */
-export function normalizeOp(op: unknown, maxRecordSize: number, where: string): EncodedOp {
-  return checkOp(readOp(op, where), maxRecordSize, where)
+export function normalizeOp(op: unknown, maxRecordSize: number, where: string, enc?: Encodings): EncodedOp {
+  const raw = readOp(op, where)
+  if (enc) encodeOp(raw, enc, where)
+  return checkOp(raw, maxRecordSize, where)
 }
 
 /**
@@ -151,12 +201,13 @@ export function normalizeOp(op: unknown, maxRecordSize: number, where: string): 
  * their bytes taken: a getter of a later operation cannot resize, detach or rewrite the
  * bytes of an earlier one after they were measured.
  */
-export function normalizeBatch(ops: unknown, maxRecordSize: number): EncodedOp[] {
+export function normalizeBatch(ops: unknown, maxRecordSize: number, enc?: Encodings): EncodedOp[] {
   if (!Array.isArray(ops)) throw invalid('appendBatch(ops): ops must be an array of operations.')
   const n = ops.length
   if (n === 0) throw invalid('appendBatch(ops): a batch needs at least one operation.')
   const raw: RawOp[] = new Array(n)
   for (let i = 0; i < n; i++) raw[i] = readOp(ops[i], `appendBatch: operation ${i}`)
+  if (enc) for (let i = 0; i < n; i++) encodeOp(raw[i], enc, `appendBatch: operation ${i}`)
   const out: EncodedOp[] = new Array(n)
   for (let i = 0; i < n; i++) out[i] = checkOp(raw[i], maxRecordSize, `appendBatch: operation ${i}`)
   return out

@@ -2,21 +2,58 @@
 // cursor, which yields a batch only when its COMMIT matches its BEGIN. Memory is one
 // chunk plus the largest open batch. The sync and async iterators share the reader and
 // differ only in the driver (calling thread or thread pool).
+import { decodeEntry, type Encodings } from './encoding.js'
 import type { WalError } from './errors.js'
 import { LogReader, step, stepBlocking, type LogSource } from './log-reader.js'
-import type { Batch, CursorOutput, Entry, RawBatch } from './record-cursor.js'
+import type { Batch as RecordBatch, CursorOutput, Entry as RecordEntry, RawBatch } from './record-cursor.js'
 
-export type { Batch, Entry } from './record-cursor.js'
+/**
+ * One committed PUT or DEL, as replay and follow yield it. `K` and `V` are the handle's
+ * key and value types (Buffer unless opened with keyEncoding/valueEncoding). Checking
+ * `type` narrows `value`: `V` for a put, `undefined` for a del.
+ *
+ * @example
+ * ```ts
+ * for await (const e of wal.replay()) {
+ *   if (e.type === 'put') state.set(e.key.toString(), e.value)
+ *   else state.delete(e.key.toString())
+ * }
+ * ```
+ */
+export type Entry<K = Buffer, V = Buffer> =
+  | { lsn: number; type: 'put'; key: K; value: V }
+  | { lsn: number; type: 'del'; key: K; value: undefined }
 
-function replaySync<T extends Entry | Batch>(src: LogSource, from: number, asBatches: boolean): Generator<T> {
+/**
+ * An atomic batch as one unit (a standalone append is a batch of one): `first` to `last`
+ * are its LSNs, `entries` its operations in order.
+ *
+ * @example
+ * ```ts
+ * for await (const b of wal.replayBatches()) applyAtomically(b.entries)
+ * ```
+ */
+export interface Batch<K = Buffer, V = Buffer> {
+  first: number
+  last: number
+  entries: Entry<K, V>[]
+}
+
+/** Runs the handle's encodings over an entry or a batch's entries, as it is handed out. */
+function decodeItem(enc: Encodings, item: RecordEntry | RecordBatch): void {
+  if ('entries' in item) for (const e of item.entries) decodeEntry(enc, e)
+  else decodeEntry(enc, item)
+}
+
+function replaySync<T extends RecordEntry | RecordBatch>(src: LogSource, from: number, asBatches: boolean, enc?: Encodings): Generator<T> {
   const out: CursorOutput = { from, asBatches, items: [] }
   const reader = new LogReader(src, from, out)
   // Registered now, not at the first next(): a checkpoint made before it keeps what it needs.
   reader.advanced = src.track({ position: () => reader.position(), abort: (err) => reader.close(err) })
-  return readAllSync<T>(src, reader, out)
+  return readAllSync<T>(src, reader, out, enc)
 }
 
-function* readAllSync<T extends Entry | Batch>(src: LogSource, reader: LogReader, out: CursorOutput): Generator<T> {
+function* readAllSync<T extends RecordEntry | RecordBatch>(src: LogSource, reader: LogReader, out: CursorOutput, enc: Encodings | undefined): Generator<T> {
   try {
     for (;;) {
       out.items.length = 0
@@ -24,6 +61,7 @@ function* readAllSync<T extends Entry | Batch>(src: LogSource, reader: LogReader
       const items = out.items
       for (let i = 0; i < items.length; i++) {
         reader.check()
+        if (enc) decodeItem(enc, items[i])
         yield items[i] as T
       }
       if (r !== 'more') return // 'wait' is only for followers
@@ -38,8 +76,8 @@ function* readAllSync<T extends Entry | Batch>(src: LogSource, reader: LogReader
  * already-resolved promises, so a `for await` pays one microtask per entry and one trip
  * to the thread pool per chunk (read + CRC check + index, in the backend).
  */
-class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterableIterator<T> {
-  private items: (Entry | Batch)[] = []
+class ReplayIterator<T extends RecordEntry | RecordBatch | RawBatch> implements AsyncIterableIterator<T> {
+  private items: (RecordEntry | RecordBatch)[] = []
   private i = 0
   private readonly out: CursorOutput
   private readonly reader: LogReader
@@ -59,6 +97,7 @@ class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterabl
     private readonly signal?: AbortSignal,
     private readonly follow = false,
     raw = false,
+    private readonly enc?: Encodings,
   ) {
     this.out = { from, asBatches, items: [], raw }
     this.reader = new LogReader(src, from, this.out, follow)
@@ -75,7 +114,14 @@ class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterabl
   next(): Promise<IteratorResult<T>> {
     if (!this.pending) {
       if (this.failure !== undefined) return Promise.reject(this.failure)
-      if (this.i < this.items.length) return Promise.resolve({ value: this.items[this.i++] as T, done: false })
+      if (this.i < this.items.length) {
+        try {
+          return Promise.resolve(this.take())
+        } catch (err) {
+          this.finish()
+          return Promise.reject(err)
+        }
+      }
       if (this.finished) return Promise.resolve({ value: undefined, done: true })
     }
     // Calls made while a chunk is being read queue behind it, so results stay in order.
@@ -91,8 +137,8 @@ class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterabl
   private async fill(): Promise<IteratorResult<T>> {
     if (this.failure !== undefined) throw this.failure
     if (this.finished) return { value: undefined, done: true }
-    if (this.i < this.items.length) return { value: this.items[this.i++] as T, done: false }
     try {
+      if (this.i < this.items.length) return this.take()
       if (!this.flushed) {
         this.flushed = true
         if (this.before) await this.before()
@@ -131,11 +177,18 @@ class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterabl
           })
         }
       }
-      return { value: this.items[this.i++] as T, done: false }
+      return this.take()
     } catch (err) {
       this.finish()
       throw err
     }
+  }
+
+  /** The next item in hand, decoded as it is handed out: a decode failure comes after the entries before it. */
+  private take(): IteratorResult<T> {
+    const item = this.items[this.i++]
+    if (this.enc) decodeItem(this.enc, item)
+    return { value: item as T, done: false }
   }
 
   private finish(): void {
@@ -179,16 +232,16 @@ class ReplayIterator<T extends Entry | Batch | RawBatch> implements AsyncIterabl
   }
 }
 
-export function replayEntriesSync(src: LogSource, from: number): Generator<Entry> {
-  return replaySync<Entry>(src, from, false)
+export function replayEntriesSync(src: LogSource, from: number, enc?: Encodings): Generator<RecordEntry> {
+  return replaySync<RecordEntry>(src, from, false, enc)
 }
 
-export function replayBatchesAsync(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Batch> {
-  return new ReplayIterator<Batch>(src, from, true, before, signal)
+export function replayBatchesAsync(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal, enc?: Encodings): AsyncIterableIterator<RecordBatch> {
+  return new ReplayIterator<RecordBatch>(src, from, true, before, signal, false, false, enc)
 }
 
-export function replayEntriesAsync(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Entry> {
-  return new ReplayIterator<Entry>(src, from, false, before, signal)
+export function replayEntriesAsync(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal, enc?: Encodings): AsyncIterableIterator<RecordEntry> {
+  return new ReplayIterator<RecordEntry>(src, from, false, before, signal, false, false, enc)
 }
 
 /** The key of WriteAheadLog's internal follow of raw batches (each with its records' bytes), for shippers. */
@@ -199,10 +252,10 @@ export function followRawBatches(src: LogSource, from: number, before?: () => Pr
 }
 
 /** What replay yields, then each later committed entry once it is durable; ends when the handle closes. */
-export function followEntries(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Entry> {
-  return new ReplayIterator<Entry>(src, from, false, before, signal, true)
+export function followEntries(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal, enc?: Encodings): AsyncIterableIterator<RecordEntry> {
+  return new ReplayIterator<RecordEntry>(src, from, false, before, signal, true, false, enc)
 }
 
-export function followBatches(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal): AsyncIterableIterator<Batch> {
-  return new ReplayIterator<Batch>(src, from, true, before, signal, true)
+export function followBatches(src: LogSource, from: number, before?: () => Promise<void>, signal?: AbortSignal, enc?: Encodings): AsyncIterableIterator<RecordBatch> {
+  return new ReplayIterator<RecordBatch>(src, from, true, before, signal, true, false, enc)
 }

@@ -17,6 +17,7 @@ import { normalizeBatch, normalizeOp, type Operation, type Options, type Resolve
 import type { ReadOnlyView } from './read-only-view.js'
 import type { RawBatch } from './record-cursor.js'
 import { FOLLOW_RAW, followBatches, followEntries, followRawBatches, replayBatchesAsync, replayEntriesAsync, replayEntriesSync, type Batch, type Entry } from './replay.js'
+import type { Decoded, Encoding } from './encoding.js'
 import { channels } from './stats.js'
 import { fsCall, readPrevLsn, syncDir, syncDirAsync, type SegmentRef } from './segments.js'
 
@@ -76,7 +77,7 @@ export interface ReadOptions {
   signal?: AbortSignal
 }
 
-export class WriteAheadLog {
+export class WriteAheadLog<K = Buffer, V = Buffer> {
   readonly dir: string
   readonly backend: 'native' | 'js'
   readonly recovery: { mode: string; truncatedBytes: number; droppedEntries: number; droppedBatches: number }
@@ -153,11 +154,11 @@ export class WriteAheadLog {
   }
 
   /** Opens (creating if needed) the log in `dir` (a path or a file: URL), recovering its tail. */
-  static async open(dir: string | URL, options?: Options): Promise<WriteAheadLog> {
+  static async open<KE extends Encoding = 'buffer', VE extends Encoding = 'buffer'>(dir: string | URL, options?: Options<KE, VE>): Promise<WriteAheadLog<Decoded<KE>, Decoded<VE>>> {
     return new WriteAheadLog(await openLog(dir, options))
   }
 
-  static openSync(dir: string | URL, options?: Options): WriteAheadLog {
+  static openSync<KE extends Encoding = 'buffer', VE extends Encoding = 'buffer'>(dir: string | URL, options?: Options<KE, VE>): WriteAheadLog<Decoded<KE>, Decoded<VE>> {
     return new WriteAheadLog(openLogBlocking(dir, options))
   }
 
@@ -208,7 +209,7 @@ export class WriteAheadLog {
   }
 
   private stageBatch(w: LogWriter, ops: unknown): { first: number; last: number } {
-    const batch = normalizeBatch(ops, this.opts.maxRecordSize)
+    const batch = normalizeBatch(ops, this.opts.maxRecordSize, this.opts.encodings)
     const n = batch.length
     const types = new Uint8Array(n)
     const keys: Uint8Array[] = new Array(n)
@@ -228,12 +229,12 @@ export class WriteAheadLog {
   }
 
   private stageOne(w: LogWriter, op: unknown, what: string): number {
-    const e = normalizeOp(op, this.opts.maxRecordSize, `${what}(op)`)
+    const e = normalizeOp(op, this.opts.maxRecordSize, `${what}(op)`, this.opts.encodings)
     checkLsnRoom(w, 1, what)
     return w.stageOne(e)
   }
 
-  append(op: Operation): Promise<number> {
+  append(op: Operation<K, V>): Promise<number> {
     try {
       const w = this.writable('append')
       const lsn = this.stageOne(w, op, 'append')
@@ -243,7 +244,7 @@ export class WriteAheadLog {
     }
   }
 
-  appendBatch(ops: Operation[]): Promise<{ first: number; last: number }> {
+  appendBatch(ops: Operation<K, V>[]): Promise<{ first: number; last: number }> {
     try {
       const w = this.writable('appendBatch')
       const r = this.stageBatch(w, ops)
@@ -253,14 +254,14 @@ export class WriteAheadLog {
     }
   }
 
-  appendSync(op: Operation): number {
+  appendSync(op: Operation<K, V>): number {
     const w = this.writable('appendSync')
     const lsn = this.stageOne(w, op, 'appendSync')
     w.settleBlocking()
     return lsn
   }
 
-  appendBatchSync(ops: Operation[]): { first: number; last: number } {
+  appendBatchSync(ops: Operation<K, V>[]): { first: number; last: number } {
     const w = this.writable('appendBatchSync')
     const r = this.stageBatch(w, ops)
     w.settleBlocking()
@@ -360,25 +361,25 @@ export class WriteAheadLog {
   }
 
   /** Entries with lsn >= from (default: after the latest checkpoint), committed batches only. */
-  replay(opts?: ReadOptions): AsyncIterableIterator<Entry> {
+  replay(opts?: ReadOptions): AsyncIterableIterator<Entry<K, V>> {
     const { from, signal } = this.readOptions('replay', opts, true)
-    return replayEntriesAsync(this.source(), from, this.flushBeforeRead(), signal)
+    return replayEntriesAsync(this.source(), from, this.flushBeforeRead(), signal, this.opts.encodings) as AsyncIterableIterator<never>
   }
 
-  replayBatches(opts?: ReadOptions): AsyncIterableIterator<Batch> {
+  replayBatches(opts?: ReadOptions): AsyncIterableIterator<Batch<K, V>> {
     const { from, signal } = this.readOptions('replayBatches', opts, true)
-    return replayBatchesAsync(this.source(), from, this.flushBeforeRead(), signal)
+    return replayBatchesAsync(this.source(), from, this.flushBeforeRead(), signal, this.opts.encodings) as AsyncIterableIterator<never>
   }
 
   /** What replay yields, then every later committed entry once it is durable, in LSN order; ends when the handle closes. */
-  follow(opts?: ReadOptions): AsyncIterableIterator<Entry> {
+  follow(opts?: ReadOptions): AsyncIterableIterator<Entry<K, V>> {
     const { from, signal } = this.readOptions('follow', opts, true)
-    return followEntries(this.source(), from, this.flushBeforeRead(), signal)
+    return followEntries(this.source(), from, this.flushBeforeRead(), signal, this.opts.encodings) as AsyncIterableIterator<never>
   }
 
-  followBatches(opts?: ReadOptions): AsyncIterableIterator<Batch> {
+  followBatches(opts?: ReadOptions): AsyncIterableIterator<Batch<K, V>> {
     const { from, signal } = this.readOptions('followBatches', opts, true)
-    return followBatches(this.source(), from, this.flushBeforeRead(), signal)
+    return followBatches(this.source(), from, this.flushBeforeRead(), signal, this.opts.encodings) as AsyncIterableIterator<never>
   }
 
   /** @internal Follows whole batches with their records' bytes (fastwal/jetstream). */
@@ -409,10 +410,10 @@ export class WriteAheadLog {
     this.watcher.keepAlive(true)
   }
 
-  replaySync(opts?: { from?: number }): IterableIterator<Entry> {
+  replaySync(opts?: { from?: number }): IterableIterator<Entry<K, V>> {
     const { from } = this.readOptions('replaySync', opts, false)
     if (this.writer && !this.writer.failed) this.writer.drainBlocking(false)
-    return replayEntriesSync(this.source(), from)
+    return replayEntriesSync(this.source(), from, this.opts.encodings) as IterableIterator<never>
   }
 
   // --- checkpoint ----------------------------------------------------------------------

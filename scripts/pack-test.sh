@@ -12,8 +12,8 @@
 #      holds node and npm but no cc, g++, make or python3 (dependencies come from the registry).
 #   4. In that project: require('fastwal') and import('fastwal') both work, a WAL opens,
 #      appends, replays, and wal.backend === 'native' without a fallback warning.
-#   5. Type-checks consumer files (.mts, .cts, and a node10-resolution .ts) against the
-#      shipped types with tsc --strict --noEmit.
+#   5. Type-checks consumer files (.mts, .cts, and a node10-resolution .ts, plus
+#      test/types/encodings.consumer.ts both ways) against the shipped types with tsc --strict --noEmit.
 #   6. The install script: a forced source build without a compiler says so and fails; with
 #      the prebuild removed it says it builds from source, fails softly, and backend 'auto'
 #      falls back to 'js' with the FASTWAL_NATIVE_UNAVAILABLE warning.
@@ -372,6 +372,15 @@ if in_project node "$tsc" --strict --noEmit --target es2022 --module nodenext --
   ok "tsc --strict --noEmit on consumer .mts/.cts (nodenext) and .ts (node10) against the shipped types"
 else
   bad "tsc --strict --noEmit against the shipped types" "$work/tsc.log"
+fi
+# The encodings consumer (generics, narrowing, codecs), as ESM (nodenext) and as CommonJS (node10).
+cp "$root/test/types/encodings.consumer.ts" "$project/encodings.mts"
+cp "$root/test/types/encodings.consumer.ts" "$project/encodings-node10.ts"
+if in_project node "$tsc" --strict --noEmit --target es2022 --module nodenext --moduleResolution nodenext "${types[@]}" encodings.mts >"$work/tsc-enc.log" 2>&1 \
+  && in_project node "$tsc" --strict --noEmit --target es2022 --module commonjs --moduleResolution node10 --esModuleInterop "${types[@]}" encodings-node10.ts >>"$work/tsc-enc.log" 2>&1; then
+  ok "tsc --strict --noEmit on the encodings consumer (WriteAheadLog<K, V>, Entry narrowing, codecs) against the shipped types"
+else
+  bad "tsc --strict --noEmit on the encodings consumer" "$work/tsc-enc.log"
 fi
 
 # ---- 6. the install script's source-build paths, still without a toolchain -----------------
