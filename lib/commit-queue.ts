@@ -262,6 +262,7 @@ export class CommitQueue {
   private async run(w: PendingWrite): Promise<void> {
     await this.files.create(w.seg)
     if (w.truncateTo >= 0) {
+      await this.files.extensionSettled(w.seg) // zeros still being appended would land after the cut
       const fd = w.seg.fd!
       await fsCall<void>((cb) => fs.ftruncate(fd, w.truncateTo, cb))
     }
@@ -293,7 +294,10 @@ export class CommitQueue {
   private writeBlocking(w: PendingWrite): void {
     this.files.createBlocking(w.seg)
     const fd = this.files.blockingFd(w.seg)
-    if (w.truncateTo >= 0) fs.ftruncateSync(fd, w.truncateTo)
+    if (w.truncateTo >= 0) {
+      fs.ftruncateSync(fd, w.truncateTo)
+      if (this.files.extending(w.seg)) w.seg.cutTo = w.truncateTo // cut again once those zeros are in
+    }
     const t0 = performance.now()
     this.backend.writeBlocking(fd, w.buf, 0, w.len, w.position)
     if (w.dataSync) this.backend.fdatasyncBlocking(fd)

@@ -141,7 +141,7 @@ export class LogWriter {
     w.len = end
     w.lastLsn = lastLsn
     this.files.current.end += end - start
-    this.files.prepareSpareIfDue()
+    this.files.preallocateIfDue()
   }
 
   // --- durability ----------------------------------------------------------------------
@@ -187,6 +187,11 @@ export class LogWriter {
 
   whenIdle(cb: () => void): void {
     this.queue.whenIdle(cb)
+  }
+
+  /** Resolves once no zeros are being appended ahead of the records. */
+  preallocationSettled(): Promise<void> {
+    return this.files.extensionSettled()
   }
 
   /** Takes out of the writer's list the segments that hold only LSNs up to `lsn`; returns them. */

@@ -19,7 +19,7 @@ import { ReadOnlyView } from './read-only-view.js'
 import { channels } from './stats.js'
 import { cleanTail, cleanTailBlocking, planPointInTime, planTail, type RecoveryReport, type TailPlan } from './recovery.js'
 import { applyRecoveryPlan, findRemnants, hasRemnants, removeRemnants, type Remnants } from './repair.js'
-import { discardSpare, isSpareName, listSegments, prepareSpare, prepareSpareSync, type SegmentRef, type Spare } from './segments.js'
+import { discardSpare, isSpareName, listSegments, preallocateStep, prepareSpare, prepareSpareSync, type SegmentRef, type Spare } from './segments.js'
 
 /** An opened log: a writer (and its lock), or a read-only view. */
 export interface OpenedLog {
@@ -181,7 +181,7 @@ export async function openLog(dir: unknown, options: Options | undefined): Promi
     const last = p.segments[p.segments.length - 1]
     const clean = last ? await cleanTail(p.dir, last, p.backend, p.opts.recovery) : undefined
     const { plan, remnants, segments } = planOpen(p, clean)
-    const spare = p.lock && needsNewSegment(plan) && p.opts.preallocate ? await prepareSpare(p.dir, p.backend, p.opts.segmentSize) : undefined
+    const spare = p.lock && needsNewSegment(plan) && p.opts.preallocate ? await prepareSpare(p.dir, p.backend, preallocateStep(p.opts.segmentSize)) : undefined
     return finish(p, plan, remnants, segments, spare)
   } catch (err) {
     failed(p, err)
@@ -195,7 +195,7 @@ export function openLogBlocking(dir: unknown, options: Options | undefined): Ope
     const last = p.segments[p.segments.length - 1]
     const clean = last ? cleanTailBlocking(p.dir, last, p.backend, p.opts.recovery) : undefined
     const { plan, remnants, segments } = planOpen(p, clean)
-    const spare = p.lock && needsNewSegment(plan) && p.opts.preallocate ? prepareSpareSync(p.dir, p.backend, p.opts.segmentSize) : undefined
+    const spare = p.lock && needsNewSegment(plan) && p.opts.preallocate ? prepareSpareSync(p.dir, p.backend, preallocateStep(p.opts.segmentSize)) : undefined
     return finish(p, plan, remnants, segments, spare)
   } catch (err) {
     failed(p, err)

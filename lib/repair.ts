@@ -147,10 +147,10 @@ interface RepairPlan {
  * Makes a repair that drops LSNs crash-safe: R first (durable), then the cut, then the
  * removals. Returns R, the segment appends continue in.
  */
-function repairWithNewSegment(dir: string, backend: Backend, all: readonly SegmentRef[], plan: RepairPlan, preallocateTo: number, spare?: Spare): OpenSegment {
+function repairWithNewSegment(dir: string, backend: Backend, all: readonly SegmentRef[], plan: RepairPlan, spare?: Spare): OpenSegment {
   const highest = all.reduce((m, s) => Math.max(m, s.firstLsn), 0)
   const firstLsn = Math.max(plan.maxLsn + 1, highest + 1)
-  const made = createSegment(dir, backend, firstLsn, { prevLsn: plan.keptLsn, checkpointLsn: Math.min(plan.checkpointLsn, plan.keptLsn) }, preallocateTo, spare)
+  const made = createSegment(dir, backend, firstLsn, { prevLsn: plan.keptLsn, checkpointLsn: Math.min(plan.checkpointLsn, plan.keptLsn) }, spare)
   try {
     if (plan.kept) truncateAndSync(dir, plan.kept.name, plan.validEnd, backend)
     for (const d of plan.drop) unlink(dir, d.name)
@@ -195,13 +195,12 @@ function unlink(dir: string, name: string): void {
  */
 export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, spare: Spare | undefined): WriterState {
   const drop = [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]
-  const prealloc = opts.preallocate ? opts.segmentSize : 0
   let fd: number | undefined
   try {
     if (plan.maxLsn > plan.keptLsn) {
       const taken = spare
       spare = undefined // repairWithNewSegment owns it now, on failure too
-      const made = repairWithNewSegment(dir, backend, segments, { kept: plan.segment, validEnd: plan.validEnd, keptLsn: plan.keptLsn, maxLsn: plan.maxLsn, checkpointLsn: plan.checkpointLsn, drop }, prealloc, taken)
+      const made = repairWithNewSegment(dir, backend, segments, { kept: plan.segment, validEnd: plan.validEnd, keptLsn: plan.keptLsn, maxLsn: plan.maxLsn, checkpointLsn: plan.checkpointLsn, drop }, taken)
       fd = made.fd
       const gone = new Set(drop)
       const list = segments.filter((s) => !gone.has(s))
@@ -217,9 +216,9 @@ export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedO
       fd = fs.openSync(path, 'r+')
       const size = fs.fstatSync(fd).size
       if (plan.validEnd < plan.dataEnd || (!opts.preallocate && size !== plan.validEnd)) fs.ftruncateSync(fd, plan.validEnd)
-      if (opts.preallocate && fs.fstatSync(fd).size < opts.segmentSize) fs.ftruncateSync(fd, opts.segmentSize)
       backend.fdatasyncBlocking(fd)
-      current = openedSegment({ name: seg.name, path, firstLsn: seg.firstLsn, prevLsn: plan.prevLsn, fd }, plan.validEnd)
+      // What follows validEnd is zeros (preallocation) or nothing; the writer extends it.
+      current = openedSegment({ name: seg.name, path, firstLsn: seg.firstLsn, prevLsn: plan.prevLsn, fd, size: fs.fstatSync(fd).size }, plan.validEnd)
       if (plan.validEnd === SEGMENT_HEADER_SIZE) lastLsn = Math.max(lastLsn, seg.firstLsn - 1)
     }
     for (const d of drop) unlink(dir, d.name)
@@ -229,7 +228,7 @@ export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedO
     if (!current) {
       const taken = spare
       spare = undefined // createSegment owns it now, on failure too
-      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }, prealloc, taken)
+      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }, taken)
       fd = made.fd
       list.push({ name: made.name, firstLsn: made.firstLsn })
       current = openedSegment(made, SEGMENT_HEADER_SIZE)

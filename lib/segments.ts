@@ -67,6 +67,46 @@ export interface OpenSegment {
   fd: number
   firstLsn: number
   prevLsn: number
+  /** File size once created: the header, or the spare's zero-filled size. */
+  size: number
+}
+
+/**
+ * Preallocation goes in steps: a segment starts with this much zero-filled (or its whole
+ * size if smaller), and the writer keeps a zero-filled region ahead of its records by
+ * extending the file a step at a time on the thread pool. A small log stays small, and an
+ * fdatasync of records almost never carries a size change.
+ */
+export const PREALLOCATE_STEP = 4 * 1024 * 1024
+
+export function preallocateStep(segmentSize: number): number {
+  return Math.min(segmentSize, PREALLOCATE_STEP)
+}
+
+const ZERO_CHUNK = 1024 * 1024
+let zeroChunk: Buffer | undefined
+
+/**
+ * Appends zeros to the file at `path` until it is at least `target` bytes, then syncs it;
+ * resolves with the size reached. The zeros go through an O_APPEND descriptor, so the
+ * kernel places each write at the end of the file at that moment: a record written
+ * meanwhile (by the pool or by a blocking append) is never overwritten, zeros only ever
+ * go after it. Runs on the thread pool.
+ */
+export async function extendWithZeros(path: string, target: number, backend: Backend): Promise<number> {
+  const fd = await fsCall<number>((cb) => fs.open(path, fs.constants.O_WRONLY | fs.constants.O_APPEND, cb))
+  try {
+    const zeros = (zeroChunk ??= Buffer.alloc(ZERO_CHUNK))
+    let size = (await fsCall<fs.Stats>((cb) => fs.fstat(fd, cb))).size
+    while (size < target) {
+      await fsCall<number>((cb) => fs.write(fd, zeros, 0, Math.min(ZERO_CHUNK, target - size), null, cb))
+      size = (await fsCall<fs.Stats>((cb) => fs.fstat(fd, cb))).size
+    }
+    await backend.fdatasync(fd)
+    return size
+  } finally {
+    fs.close(fd, () => {})
+  }
 }
 
 /**
@@ -153,22 +193,19 @@ function tempFileSync(dir: string): Spare {
 
 /**
  * Creates a segment: header written, file synced, directory synced, so that once this
- * returns the new (empty) segment survives a crash. With a spare, the spare is renamed
- * into place; otherwise the file is sized to `preallocateTo` without writing zeros.
+ * returns the new (empty) segment survives a crash. With a spare (a zero-filled file), the
+ * spare is renamed into place; otherwise the file holds just the header.
  * Creation never replaces a file: a name that exists is refused (the writer's names
  * strictly increase, so that means something else wrote here).
  */
-export function createSegment(dir: string, backend: Backend, firstLsn: number, header: SegmentHeader, preallocateTo: number, spare?: Spare): OpenSegment {
+export function createSegment(dir: string, backend: Backend, firstLsn: number, header: SegmentHeader, spare?: Spare): OpenSegment {
   const name = segmentName(firstLsn)
   const path = join(dir, name)
   // The file is made under a temporary name and renamed into place once its header is
   // synced: a crash never leaves a segment with a missing or torn header.
   let file: Spare | undefined = spare
   try {
-    if (!file) {
-      file = tempFileSync(dir)
-      if (preallocateTo > SEGMENT_HEADER_SIZE) fs.ftruncateSync(file.fd, preallocateTo)
-    }
+    if (!file) file = tempFileSync(dir)
     backend.writeBlocking(file.fd, encodeSegmentHeader(header, backend.crc32c), 0, SEGMENT_HEADER_SIZE, 0)
     backend.fdatasyncBlocking(file.fd)
     placeSegment(file, path)
@@ -183,7 +220,7 @@ export function createSegment(dir: string, backend: Backend, firstLsn: number, h
     fs.closeSync(file.fd)
     throw err
   }
-  return { name, path, fd: file.fd, firstLsn, prevLsn: header.prevLsn }
+  return { name, path, fd: file.fd, firstLsn, prevLsn: header.prevLsn, size: Math.max(file.size, SEGMENT_HEADER_SIZE) }
 }
 
 /**
@@ -199,7 +236,6 @@ export async function createSegmentAsync(
   backend: Backend,
   firstLsn: number,
   header: SegmentHeader,
-  preallocateTo: number,
   spare: Spare | undefined,
   abandoned: () => boolean,
 ): Promise<OpenSegment | undefined> {
@@ -210,8 +246,6 @@ export async function createSegmentAsync(
     if (!file) {
       const tmp = join(dir, spareName())
       file = { path: tmp, fd: await fsCall<number>((cb) => fs.open(tmp, 'wx+', cb)), size: 0 }
-      const f = file.fd
-      if (preallocateTo > SEGMENT_HEADER_SIZE) await fsCall<void>((cb) => fs.ftruncate(f, preallocateTo, cb))
     }
     const head = encodeSegmentHeader(header, backend.crc32c)
     await backend.write(file.fd, head, 0, SEGMENT_HEADER_SIZE, 0, true)
@@ -224,7 +258,7 @@ export async function createSegmentAsync(
     if (file) discardSpare(file)
     throw err instanceof WalError ? err : ioError(err, 'Creating a segment', path, 'write')
   }
-  return { name, path, fd: file.fd, firstLsn, prevLsn: header.prevLsn }
+  return { name, path, fd: file.fd, firstLsn, prevLsn: header.prevLsn, size: Math.max(file.size, SEGMENT_HEADER_SIZE) }
 }
 
 /** A segment's header prevLsn (32 bytes read), or undefined if the header is unreadable. */

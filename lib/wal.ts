@@ -61,7 +61,7 @@ export interface Stats {
   groupCommit: { mean: number; max: number }
   /** Segments created by this handle's writer after open. */
   rotations: number
-  /** Bytes zero-filled ahead for new segments by this handle. */
+  /** Bytes zero-filled ahead of the records by this handle (a step at a time, and the next segment's first step). */
   bytesPreallocated: number
   /** Unfinished replay and follow iterators of this handle. */
   readers: number
@@ -498,7 +498,7 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
   /** A segment's size on disk: finished segments are measured once; the writer's current one is known. */
   private segmentSize(s: SegmentRef): number {
     const cur = this.writer?.currentSegment
-    if (cur && cur.name === s.name) return this.opts.preallocate ? Math.max(cur.end, this.opts.segmentSize) : cur.end
+    if (cur && cur.name === s.name) return Math.max(cur.end, cur.zeroEnd)
     let size = this.sizeOf.get(s.name)
     if (size === undefined) {
       try {
@@ -571,6 +571,7 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
         // After a failure a pool write may still be pending: let it land before another
         // writer can take the lock and repair the tail under it.
         if (w) await new Promise<void>((resolve) => w.whenIdle(resolve))
+        if (w) await w.preallocationSettled()
         this.closeReaders()
         // Segments that readers kept from a checkpoint are deleted now, under the lock. A
         // failure leaves them for a later checkpoint; it is not close()'s own write or sync.

@@ -1,6 +1,7 @@
 // The writer's segment files: which exist, which one appends go into, the creation of the
 // next one (on the thread pool for asynchronous writes, on the calling thread for the
-// blocking path), its zero-filled spare, and the file descriptors of each.
+// blocking path), the zeros kept ahead of the records (a step at a time), the next
+// segment's zero-filled spare, and the file descriptors of each.
 //
 // Rules: names strictly increase; a segment is created whole (header synced, renamed into
 // place, directory synced) before any record is written to it; a finished segment is
@@ -11,7 +12,7 @@ import { WalError } from './errors.js'
 import { SEGMENT_HEADER_SIZE } from './format.js'
 import type { ResolvedOptions } from './options.js'
 import { channels, type WriterCounters } from './stats.js'
-import { createSegment, createSegmentAsync, discardSpare, prepareSpare, syncDir, syncDirAsync, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
+import { createSegment, createSegmentAsync, discardSpare, extendWithZeros, fsCall, preallocateStep, prepareSpare, syncDir, syncDirAsync, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
 
 export interface WriterSegment {
   name: string // '' until the file is created
@@ -32,11 +33,17 @@ export interface WriterSegment {
   blockingFd: number | undefined
   end: number // offset after the last record staged for it
   written: number // offset up to which writes have completed
+  /** File size known to be zero-filled (or records) and synced: writes below it change no size. */
+  zeroEnd: number
+  /** A zero extension failed (e.g. ENOSPC): no more are tried for this segment. */
+  noExtend: boolean
+  /** Set when the segment is cut at rotation while an extension ran: cut again once it ends. */
+  cutTo: number
 }
 
 /** A segment the writer starts in: created by open (or repair), already durable. */
 export function openedSegment(made: OpenSegment, end: number): WriterSegment {
-  return { name: made.name, path: made.path, firstLsn: made.firstLsn, prevLsn: made.prevLsn, fd: made.fd, closed: false, dirSynced: true, blockingFd: undefined, end, written: end }
+  return { name: made.name, path: made.path, firstLsn: made.firstLsn, prevLsn: made.prevLsn, fd: made.fd, closed: false, dirSynced: true, blockingFd: undefined, end, written: end, zeroEnd: made.size, noExtend: false, cutTo: -1 }
 }
 
 export class WriterSegments {
@@ -48,6 +55,7 @@ export class WriterSegments {
   private readonly retired: WriterSegment[] = [] // fds to close once no write uses them
   private spare: Spare | undefined // zero-filled file for the next segment
   private sparePending = false
+  private extension: { seg: WriterSegment; done: Promise<void> } | undefined // zeros being appended
   private closed = false
 
   constructor(
@@ -70,15 +78,23 @@ export class WriterSegments {
     // Names strictly increase: a segment that holds only CHECKPOINT records (no LSN taken
     // since it began) is followed by one named one higher, never by one of the same name.
     const firstLsn = Math.max(lastLsn + 1, this.current.firstLsn + 1)
-    this.current = { name: '', path: '', firstLsn, prevLsn: lastLsn, fd: undefined, closed: false, dirSynced: false, blockingFd: undefined, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE }
+    this.current = { name: '', path: '', firstLsn, prevLsn: lastLsn, fd: undefined, closed: false, dirSynced: false, blockingFd: undefined, end: SEGMENT_HEADER_SIZE, written: SEGMENT_HEADER_SIZE, zeroEnd: 0, noExtend: false, cutTo: -1 }
     return this.current
   }
 
-  /** Once the current segment is half full, zero-fills the next one's file on the thread pool. */
-  prepareSpareIfDue(): void {
-    if (!this.opts.preallocate || this.spare || this.sparePending || this.current.end <= this.opts.segmentSize / 2) return
+  /**
+   * Keeps zeros ahead of the records: once less than half a step of the current segment's
+   * zero-filled region is left, appends another step on the thread pool. Once the segment
+   * is half full, also zero-fills the first step of the next segment's file.
+   */
+  preallocateIfDue(): void {
+    if (!this.opts.preallocate || this.closed) return
+    const seg = this.current
+    const step = preallocateStep(this.opts.segmentSize)
+    if (!this.extension && seg.fd !== undefined && !seg.noExtend && seg.zeroEnd < this.opts.segmentSize && seg.end + step / 2 > seg.zeroEnd) this.extend(seg, step)
+    if (this.spare || this.sparePending || seg.end <= this.opts.segmentSize / 2) return
     this.sparePending = true
-    prepareSpare(this.dir, this.backend, this.opts.segmentSize).then(
+    prepareSpare(this.dir, this.backend, step).then(
       (spare) => {
         this.sparePending = false
         this.counters.bytesPreallocated += spare.size
@@ -91,6 +107,42 @@ export class WriterSegments {
         this.sparePending = false
       },
     )
+  }
+
+  private extend(seg: WriterSegment, step: number): void {
+    const from = seg.zeroEnd
+    const target = Math.min(this.opts.segmentSize, Math.max(seg.zeroEnd, seg.end) + step)
+    const done = extendWithZeros(seg.path, target, this.backend).then(
+      (size) => {
+        if (size > seg.zeroEnd) seg.zeroEnd = size
+        this.counters.bytesPreallocated += Math.max(0, size - from)
+      },
+      () => {
+        // No zeros ahead (e.g. ENOSPC): records then grow the file themselves, and a real
+        // shortage of space surfaces on their own write.
+        seg.noExtend = true
+      },
+    )
+    this.extension = {
+      seg,
+      done: done.then(async () => {
+        // A blocking rotation cut the file while zeros were being appended: cut it again
+        // (they were only zeros after the last record; readers take them for a clean end).
+        if (seg.cutTo >= 0) await fsCall<void>((cb) => fs.truncate(seg.path, seg.cutTo, cb)).catch(() => undefined)
+        this.extension = undefined
+      }),
+    }
+  }
+
+  /** Resolves once no zero extension of `seg` is running: a finished segment is cut after it. */
+  extensionSettled(seg?: WriterSegment): Promise<void> {
+    const x = this.extension
+    return x && (seg === undefined || x.seg === seg) ? x.done : Promise.resolve()
+  }
+
+  /** Whether zeros are being appended to `seg` right now. */
+  extending(seg: WriterSegment): boolean {
+    return this.extension?.seg === seg
   }
 
   /** Adopts a spare made by open (the first segment's zero fill). */
@@ -108,7 +160,7 @@ export class WriterSegments {
       return
     }
     const spare = this.takeSpare()
-    this.adopt(seg, createSegment(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), this.preallocateTo(), spare))
+    this.adopt(seg, createSegment(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), spare))
     seg.dirSynced = true
   }
 
@@ -116,7 +168,7 @@ export class WriterSegments {
   async create(seg: WriterSegment): Promise<void> {
     if (seg.fd === undefined) {
       const spare = this.takeSpare()
-      const made = await createSegmentAsync(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), this.preallocateTo(), spare, () => seg.fd !== undefined)
+      const made = await createSegmentAsync(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), spare, () => seg.fd !== undefined)
       if (made) {
         this.adopt(seg, made)
         seg.dirSynced = false
@@ -171,10 +223,6 @@ export class WriterSegments {
     return { prevLsn: seg.prevLsn, checkpointLsn: Math.min(this.checkpointLsn(), seg.prevLsn) }
   }
 
-  private preallocateTo(): number {
-    return this.opts.preallocate ? this.opts.segmentSize : 0
-  }
-
   private takeSpare(): Spare | undefined {
     const spare = this.spare
     this.spare = undefined
@@ -189,6 +237,7 @@ export class WriterSegments {
     seg.fd = made.fd
     seg.name = made.name
     seg.path = made.path
+    seg.zeroEnd = made.size
     this.list.push({ name: made.name, firstLsn: seg.firstLsn })
     this.counters.rotations++
     if (channels.rotate.hasSubscribers) channels.rotate.publish({ dir: this.dir, segment: made.name, prevLsn: seg.prevLsn })

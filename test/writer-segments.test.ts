@@ -10,6 +10,7 @@ import * as assert from 'uvu/assert'
 import { WriteAheadLog } from '../lib/index.js'
 import { BACKENDS, backendImpl, segmentFiles, tmpDir } from './helpers/util.js'
 import { collect } from './helpers/wal.js'
+import { PREALLOCATE_STEP } from '../lib/segments.js'
 
 for (const backend of BACKENDS) {
   const t = (name: string, fn: () => Promise<void>) => test(`[${backend}] ${name}`, fn)
@@ -85,6 +86,80 @@ for (const backend of BACKENDS) {
     assert.is(await re.append({ type: 'put', key: 'x', value: 'y' }), 321)
     await re.close()
   })
+
+  t('a new log takes one preallocation step on disk (4 MiB), not its 64 MiB segment', async () => {
+    const dir = tmpDir()
+    const wal = await WriteAheadLog.open(dir, { backend })
+    for (let i = 0; i < 4; i++) await wal.append({ type: 'put', key: `k${i}`, value: `v${i}` })
+    const seg = join(dir, segmentFiles(dir)[0])
+    assert.is(fs.statSync(seg).size, PREALLOCATE_STEP)
+    assert.ok(fs.statSync(seg).blocks * 512 <= PREALLOCATE_STEP + 64 * 1024, `${fs.statSync(seg).blocks * 512} bytes allocated`)
+    await wal.close()
+    // Reopening does not grow it either.
+    const again = WriteAheadLog.openSync(dir, { backend })
+    again.closeSync()
+    assert.is(fs.statSync(seg).size, PREALLOCATE_STEP)
+  })
+
+  t('zeros stay ahead of the records a step at a time, and blocking appends during an extension are never overwritten by its zeros', async () => {
+    const dir = tmpDir()
+    const segmentSize = 16 * 1024 * 1024
+    const wal = await WriteAheadLog.open(dir, { backend, segmentSize })
+    const seg = () => join(dir, segmentFiles(dir)[0])
+    const valueOf = (i: number) => Buffer.alloc(256 * 1024, (i % 251) + 1) // no zero bytes: a zeroed record shows
+    const sizes = new Set<number>()
+    let n = 0
+    // Async appends, then a 3 MiB blocking batch: staging it starts an extension (less than
+    // half a step of zeros is left), and its write runs past where those zeros begin while
+    // they are being appended on the pool.
+    while (n < 45) {
+      for (let k = 0; k < 3; k++) await wal.append({ type: 'put', key: `k${n}`, value: valueOf(n++) })
+      const batch = []
+      for (let k = 0; k < 12; k++) batch.push({ type: 'put' as const, key: `k${n}`, value: valueOf(n++) })
+      wal.appendBatchSync(batch)
+      sizes.add(fs.statSync(seg()).size)
+    }
+    await wal.close()
+    const size = fs.statSync(seg()).size
+    assert.ok(size <= segmentSize, `file ${size} bytes, segment ${segmentSize}`)
+    assert.ok(sizes.size >= 3, `grew in steps: ${[...sizes].join(', ')}`)
+    const r = await WriteAheadLog.open(dir, { backend, segmentSize, recovery: 'strict', readOnly: true })
+    const got = await collect(r.replay({ from: 0 }))
+    await r.close()
+    assert.is(got.length, n)
+    for (const e of got) assert.ok(e.value!.equals(valueOf(e.lsn - 1)), `LSN ${e.lsn} intact`)
+    // Whatever follows the last record is zeros.
+    const bytes = fs.readFileSync(seg())
+    let end = bytes.length
+    while (end > 0 && bytes[end - 1] === 0) end--
+    assert.ok(end > n * 256 * 1024, 'records present')
+  })
+
+  t('rotation waits for a running extension before cutting the finished segment; blocking rotations cut it again after', async () => {
+    for (const blocking of [false, true]) {
+      const dir = tmpDir()
+      const segmentSize = 6 * 1024 * 1024
+      const wal = await WriteAheadLog.open(dir, { backend, segmentSize })
+      const value = Buffer.alloc(200 * 1024, 9)
+      for (let i = 0; i < 70; i++) {
+        if (blocking) wal.appendSync({ type: 'put', key: `k${i}`, value })
+        else await wal.append({ type: 'put', key: `k${i}`, value })
+      }
+      await wal.close()
+      const segs = segmentFiles(dir)
+      assert.ok(segs.length >= 3, `${segs.length} segments`)
+      for (const sname of segs.slice(0, -1)) {
+        const bytes = fs.readFileSync(join(dir, sname))
+        const scan = backendImpl(backend).scan(bytes, 32, bytes.length)
+        assert.is(scan.status, 0, `${sname} is whole records`)
+        assert.is(scan.stop, bytes.length, `${sname} (blocking: ${blocking}) ends at its last record`)
+      }
+      const r = WriteAheadLog.openSync(dir, { backend, segmentSize, recovery: 'strict' })
+      assert.is([...r.replaySync({ from: 0 })].length, 70)
+      r.closeSync()
+    }
+  })
+
 }
 
 test.run()

@@ -242,6 +242,13 @@ function applyMutation(buf: Buffer, m: Mutation): Buffer {
   return b
 }
 
+/** The file's size with every mutation made so far applied, durable or not. */
+function currentSize(ino: Inode): number {
+  let size = ino.synced.length
+  for (const m of ino.pending) size = m.kind === 'trunc' ? m.size : Math.max(size, m.pos + m.data.length)
+  return size
+}
+
 function applyDirOp(entries: Map<string, Inode>, op: DirOp): void {
   if (op.kind === 'link') entries.set(op.name, op.inode)
   else if (op.kind === 'unlink') entries.delete(op.name)
@@ -297,7 +304,7 @@ export class PowerCutModel {
   private durable = new Map<string, Inode>()
   private current = new Map<string, Inode>()
   private pendingDir: DirOp[] = []
-  private fds = new Map<number, { dir: boolean; inode?: Inode }>()
+  private fds = new Map<number, { dir: boolean; inode?: Inode; append?: boolean }>()
   private ackLines: Ack[] = []
   private cursor = 0
   private appliedUpTo = 0
@@ -380,7 +387,7 @@ export class PowerCutModel {
               this.pendingDir.push({ kind: 'link', name, inode: ino, exit: sc.exit })
             }
             if (trunc) ino.pending.push({ kind: 'trunc', size: 0, exit: sc.exit })
-            this.fds.set(fd, { dir: false, inode: ino })
+            this.fds.set(fd, { dir: false, inode: ino, append: /O_APPEND/.test(flags) })
           })
           break
         }
@@ -430,8 +437,23 @@ export class PowerCutModel {
             break
           }
           if (!this.isOurs(p)) break
-          if (sc.name === 'write' || sc.name === 'writev') throw new Error(`trace line ${sc.entry + 1}: ${sc.name} (at the file offset) to ${p}: only positional writes are modeled`)
+          if (sc.name === 'writev') throw new Error(`trace line ${sc.entry + 1}: writev (at the file offset) to ${p}: only positional writes and write(2) to an O_APPEND fd are modeled`)
           if (!(sc.ret >= 0)) break
+          if (sc.name === 'write') {
+            // Only on an O_APPEND descriptor: the kernel puts the bytes at the end of the file
+            // as it is when the write runs (one order of concurrent writes, taken at its entry).
+            const data = decodeString(a[1])
+            if (data.length < sc.ret) throw new Error(`trace line ${sc.entry + 1}: write data shorter than its result (raise -s)`)
+            this.count('append')
+            this.marks.push({ line: sc.exit, what: `append ${path.basename(p!)} +${sc.ret}` })
+            this.at(sc.entry, () => {
+              const f = this.fds.get(fd)
+              if (!f || !f.inode) throw new Error(`trace line ${sc.entry + 1}: write to an fd the model does not know (${fd})`)
+              if (!f.append) throw new Error(`trace line ${sc.entry + 1}: write (at the file offset) to ${p} on a descriptor without O_APPEND: only positional writes are modeled`)
+              f.inode.pending.push({ kind: 'write', pos: currentSize(f.inode), data: data.subarray(0, sc.ret), exit: sc.exit })
+            })
+            break
+          }
           let data: Buffer
           let pos: number
           if (sc.name === 'pwrite64') {
