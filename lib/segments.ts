@@ -83,7 +83,7 @@ export function preallocateStep(segmentSize: number): number {
   return Math.min(segmentSize, PREALLOCATE_STEP)
 }
 
-const ZERO_CHUNK = 1024 * 1024
+const ZERO_CHUNK = 512 * 1024
 let zeroChunk: Buffer | undefined
 
 /**
@@ -98,11 +98,13 @@ export async function extendWithZeros(path: string, target: number, backend: Bac
   try {
     const zeros = (zeroChunk ??= Buffer.alloc(ZERO_CHUNK))
     let size = (await fsCall<fs.Stats>((cb) => fs.fstat(fd, cb))).size
+    // Synced a chunk at a time: the writer's own fdatasync on this file, which flushes every
+    // dirty page of it, then carries at most one chunk of zeros.
     while (size < target) {
       await fsCall<number>((cb) => fs.write(fd, zeros, 0, Math.min(ZERO_CHUNK, target - size), null, cb))
+      await backend.fdatasync(fd)
       size = (await fsCall<fs.Stats>((cb) => fs.fstat(fd, cb))).size
     }
-    await backend.fdatasync(fd)
     return size
   } finally {
     fs.close(fd, () => {})
