@@ -59,6 +59,8 @@ export function verifyLog(dir: string, backend: Backend): VerifyReport {
   segs.forEach((seg, k) => {
     const last = k === segs.length - 1
     const damage = (offset: number, what: string) => report.findings.push({ segment: seg.name, offset, what, open: last ? judgeTail(dir, segs, backend) : 'replay stops there (WAL_CORRUPT)' })
+    // Open reads only the last segment; a broken chain is found by replay, wherever it is.
+    const chainBreak = (what: string) => report.findings.push({ segment: seg.name, offset: 0, what, open: 'replay stops there (WAL_CORRUPT)' })
     const file = openSegmentBlocking(join(dir, seg.name))
     try {
       const h = decodeSegmentHeader(file.header, backend.crc32c)
@@ -67,7 +69,7 @@ export function verifyLog(dir: string, backend: Backend): VerifyReport {
         prevLast = undefined
         return
       }
-      if (prevLast !== undefined && h.prevLsn !== prevLast) damage(0, `Segment continues after LSN ${h.prevLsn} but the segment before it ends at LSN ${prevLast}: a segment is missing or out of place`)
+      if (prevLast !== undefined && h.prevLsn !== prevLast) chainBreak(`Segment continues after LSN ${h.prevLsn} but the segment before it ends at LSN ${prevLast}: a segment is missing or out of place`)
       if (k === 0) report.firstLsn = h.prevLsn + 1
       cursor = new RecordCursor(h.prevLsn, h.checkpointLsn, SEGMENT_HEADER_SIZE, out)
       let start = SEGMENT_HEADER_SIZE

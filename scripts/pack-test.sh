@@ -260,38 +260,81 @@ EOF
 if in_project node smoke.cjs >"$work/cjs.log" 2>&1; then ok "require('fastwal'): $(tail -n 1 "$work/cjs.log")"; else bad "require('fastwal') smoke test" "$work/cjs.log"; fi
 if in_project node smoke.mjs >"$work/esm.log" 2>&1; then ok "import('fastwal'): $(tail -n 1 "$work/esm.log")"; else bad "import('fastwal') smoke test" "$work/esm.log"; fi
 
-# The fastwal command from the installed tarball (npx): stat, verify, dump on a log the
-# consumer writes, verify again after a flipped byte (exit 1), bad usage (exit 2); nothing
-# is modified by any of them.
+# The fastwal command from the installed tarball (npx): stat, verify, dump, tail on a log the
+# consumer writes; verify on every kind of damage of the corruption suites
+# (test/helpers/damage.cjs: exit 0 or 1, the judgement borne out by a default open) and on a
+# live log; bad usage (exit 2); nothing is modified by any of them.
+cp "$root/test/helpers/damage.cjs" "$project/damage.cjs"
 cat >"$project/cli.cjs" <<'EOF'
-const { spawnSync } = require('node:child_process')
+const { spawn, spawnSync } = require('node:child_process')
 const crypto = require('node:crypto')
 const fs = require('node:fs')
 const { WriteAheadLog } = require('fastwal')
+const { DAMAGE, segments } = require('./damage.cjs')
 const cli = (...args) => spawnSync('npx', ['--no-install', 'fastwal', ...args], { encoding: 'utf8' })
-const hash = () => crypto.createHash('sha1').update(fs.readdirSync('clilog').sort().map((n) => fs.readFileSync('clilog/' + n).toString('hex')).join()).digest('hex')
+const cliAsync = (args, until) => new Promise((res) => {
+  // Its own process group: npx does not pass SIGINT on to the command it runs.
+  const p = spawn('npx', ['--no-install', 'fastwal', ...args], { detached: true })
+  let out = ''
+  p.stdout.on('data', (b) => { out += b; if (until && until(out)) process.kill(-p.pid, 'SIGINT') })
+  p.on('close', (status) => res({ status, stdout: out }))
+})
+const hash = (d) => crypto.createHash('sha1').update(fs.readdirSync(d).sort().map((n) => n + fs.readFileSync(d + '/' + n).toString('hex')).join()).digest('hex')
 const fail = (what, r) => { console.error(what, r && (r.status + ' ' + r.stdout + r.stderr)); process.exit(1) }
 ;(async () => {
   const w = await WriteAheadLog.open('clilog', { segmentSize: 4096, preallocate: false })
-  for (let i = 0; i < 80; i++) await w.append({ type: 'put', key: 'k' + i, value: 'v' + i })
+  for (let i = 0; i < 200; i++) {
+    if (i % 7 === 3) await w.appendBatch([{ type: 'put', key: 'b' + i, value: 'x'.repeat(i % 40) }, { type: 'del', key: 'k' + (i - 1) }])
+    else await w.append({ type: 'put', key: 'k' + i, value: 'v' + i })
+  }
+  await w.append({ type: 'put', key: 'last', value: 'end' }) // LSN 230 (29 batches of two)
   await w.close()
-  const before = hash()
+  const before = hash('clilog')
   let r = cli('stat', 'clilog', '--json')
-  if (r.status !== 0 || JSON.parse(r.stdout).lastLsn !== 80) fail('stat', r)
+  if (r.status !== 0 || JSON.parse(r.stdout).lastLsn !== 230) fail('stat', r)
   r = cli('verify', 'clilog')
   if (r.status !== 0) fail('verify on a clean log', r)
-  r = cli('dump', 'clilog', '--from', '80')
-  if (r.stdout.trim() !== '80 put "k79" "v79"') fail('dump', r)
-  if (hash() !== before) fail('a command modified the log')
-  const f = 'clilog/' + fs.readdirSync('clilog').find((n) => n.endsWith('.wal'))
-  const b = fs.readFileSync(f)
-  b[200] ^= 1
-  fs.writeFileSync(f, b)
-  r = cli('verify', 'clilog')
-  if (r.status !== 1) fail('verify on a damaged log: exit 1', r)
+  r = cli('dump', 'clilog', '--from', '229')
+  if (r.stdout.trim() !== '229 del "k198"\n230 put "last" "end"') fail('dump', r)
+  r = await cliAsync(['tail', 'clilog', '--from', '230'], (out) => out.includes('\n'))
+  if (r.stdout.trim() !== '230 put "last" "end"') fail('tail', r)
+  if (hash('clilog') !== before) fail('a command modified the log')
+  const segs = segments('clilog')
+  let kinds = 0
+  for (const d of DAMAGE) {
+    const dir = 'damaged-' + kinds++
+    fs.cpSync('clilog', dir, { recursive: true })
+    d.apply(dir)
+    const h = hash(dir)
+    r = cli('verify', dir, '--json')
+    if (hash(dir) !== h) fail(d.name + ': verify modified the log')
+    const findings = JSON.parse(r.stdout).findings
+    if (r.status !== (d.kind === 'clean' ? 0 : 1)) fail(d.name + ': exit code', r)
+    if (d.kind === 'clean') continue
+    if (findings.length === 0 || findings.some((f) => f.open !== d.kind) || !findings.some((f) => f.segment === d.at(segs))) fail(d.name + ': judgement ' + d.kind + ' in ' + d.at(segs), r)
+    const opened = await WriteAheadLog.open(dir).then((wal) => wal, (e) => e)
+    if (d.kind === 'refuses (WAL_CORRUPT)') {
+      if (opened.code !== 'WAL_CORRUPT') fail(d.name + ': open did not refuse')
+      continue
+    }
+    let err
+    try { for await (const e of opened.replay({ from: 0 })) void e } catch (e) { err = e }
+    await opened.close()
+    if (d.kind === 'cuts it (torn tail)' ? err !== undefined || cli('verify', dir).status !== 0 : err?.code !== 'WAL_CORRUPT') fail(d.name + ': open/replay disagree with verify')
+  }
+  // A live log: a writer appends while verify reads it.
+  const live = await WriteAheadLog.open('livelog', { segmentSize: 4096 })
+  let writing = true
+  const writer = (async () => { for (let i = 0; writing; i++) await live.append({ type: 'put', key: 'k' + i, value: 'v'.repeat(i % 50) }) })()
+  await new Promise((res) => setTimeout(res, 200))
+  const v = await cliAsync(['verify', 'livelog', '--json'])
+  writing = false
+  await writer
+  await live.close()
+  if (v.status !== 0 || !JSON.parse(v.stdout).live) fail('verify on a live log', v)
   r = cli('dump')
   if (r.status !== 2) fail('bad usage: exit 2', r)
-  console.log('stat, verify (exit 0 and 1), dump, bad usage (exit 2); nothing modified')
+  console.log('stat, verify (clean, ' + (DAMAGE.length - 2) + ' kinds of damage, live), dump, tail, bad usage (exit 2); nothing modified')
 })()
 EOF
 if in_project node cli.cjs >"$work/cli.log" 2>&1; then ok "npx fastwal from the tarball: $(tail -n 1 "$work/cli.log")"; else bad "npx fastwal from the tarball" "$work/cli.log"; fi

@@ -7,6 +7,12 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog } from '../lib/index.js'
 import { segmentFiles, tmpDir } from './helpers/util.js'
+import { collect } from './helpers/wal.js'
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { DAMAGE, segments } = require('./helpers/damage.cjs') as {
+  DAMAGE: { name: string; kind: string; at?(segs: string[]): string; apply(dir: string): void }[]
+  segments(dir: string): string[]
+}
 
 const ROOT = join(__dirname, '..')
 const BIN = join(ROOT, 'bin', 'fastwal.js')
@@ -86,6 +92,53 @@ test('verify reports every damaged place, where, and what open would do; exit 1;
   assert.ok(r.findings.every((f: { offset: number }) => Number.isInteger(f.offset) && f.offset >= 0))
   assert.match(run('verify', dir).stdout, new RegExp(segs[0]))
   assert.equal(snapshot(dir), before, 'verify modified the log')
+})
+
+test('verify on every kind of damage the corruption suites make: exit code, the segment, and a judgement that the default open bears out; nothing modified', async () => {
+  const base = tmpDir('cli-base')
+  const w = await WriteAheadLog.open(base, { segmentSize: 4096, preallocate: false })
+  for (let i = 0; i < 200; i++) {
+    if (i % 7 === 3) await w.appendBatch([{ type: 'put', key: `b${i}`, value: 'x'.repeat(i % 40) }, { type: 'del', key: `k${i - 1}` }])
+    else await w.append({ type: 'put', key: `k${i}`, value: `value ${i} `.repeat(3) })
+  }
+  await w.close()
+  const baseSegs = segments(base)
+  assert.ok(baseSegs.length >= 4)
+  for (const d of DAMAGE) {
+    const dir = tmpDir('cli-damage')
+    fs.cpSync(base, dir, { recursive: true })
+    d.apply(dir)
+    const before = snapshot(dir)
+    const v = run('verify', dir, '--json')
+    assert.equal(snapshot(dir), before, `${d.name}: verify modified the log`)
+    const report = JSON.parse(v.stdout) as { findings: { segment: string; offset: number; what: string; open: string }[] }
+    if (d.kind === 'clean') {
+      assert.is(v.status, 0, `${d.name}: ${v.stdout}`)
+      assert.equal(report.findings, [], d.name)
+      continue
+    }
+    assert.is(v.status, 1, `${d.name}: exit 1`)
+    const where = d.at!(baseSegs)
+    assert.ok(report.findings.length > 0, d.name)
+    for (const f of report.findings) assert.is(f.open, d.kind, `${d.name}: ${JSON.stringify(f)}`)
+    assert.ok(report.findings.some((f) => f.segment === where), `${d.name}: names ${where}: ${JSON.stringify(report.findings)}`)
+    assert.match(run('verify', dir).stdout, new RegExp(where), `${d.name}: the human report names the segment`)
+
+    // What the default open does matches the judgement.
+    if (d.kind === 'refuses (WAL_CORRUPT)') {
+      const err = await WriteAheadLog.open(dir).then(() => undefined, (e) => e)
+      assert.is(err?.code, 'WAL_CORRUPT', `${d.name}: open refuses`)
+    } else {
+      const wal = await WriteAheadLog.open(dir)
+      const err = await collect(wal.replay({ from: 0 })).then(() => undefined, (e) => e)
+      await wal.close()
+      if (d.kind === 'cuts it (torn tail)') {
+        assert.is(err, undefined, `${d.name}: replay after the repair`)
+        assert.is(run('verify', dir).status, 0, `${d.name}: clean once open cut the tail`)
+      } else assert.is(err?.code, 'WAL_CORRUPT', `${d.name}: replay stops there`)
+    }
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 test('verify on a live log (a writer appending) is clean; tail follows it', async () => {
