@@ -147,22 +147,45 @@ export interface CursorHost {
   check(what: string): void
 }
 
+/**
+ * A named, durable position of a consumer in the log (a `<name>.cursor` file). Until it
+ * is confirmed past them, checkpoints keep the segments it still needs, in this process
+ * or any other.
+ *
+ * @example
+ * ```ts
+ * const cursor = await wal.cursor('billing')
+ * for await (const e of wal.follow({ from: cursor.lsn + 1 })) {
+ *   await bill(e)
+ *   await cursor.confirm(e.lsn)
+ * }
+ * ```
+ */
 export class Cursor {
   private dropped = false
   private queue: Promise<void> = Promise.resolve()
 
+  /** Made by {@link WriteAheadLog.cursor}. */
   constructor(
     private readonly host: CursorHost,
+    /** The cursor's name (its file is `<name>.cursor`). */
     readonly name: string,
     private confirmed: number,
   ) {}
 
-  /** Confirmed: everything up to it is consumed. */
+  /** The confirmed LSN: everything up to it is consumed. */
   get lsn(): number {
     return this.confirmed
   }
 
-  /** Moves the cursor forward to `lsn`, durably; a lower `lsn` is a no-op. */
+  /**
+   * Moves the cursor forward to `lsn`, durably; a lower `lsn` is a no-op.
+   *
+   * @example
+   * ```ts
+   * await cursor.confirm(entry.lsn)
+   * ```
+   */
   confirm(lsn: number): Promise<void> {
     try {
       this.host.check('cursor.confirm')
@@ -185,7 +208,14 @@ export class Cursor {
     })
   }
 
-  /** Removes the cursor: the log stops keeping segments for it. */
+  /**
+   * Removes the cursor: the log stops keeping segments for it.
+   *
+   * @example
+   * ```ts
+   * await (await wal.cursor('retired-consumer')).drop()
+   * ```
+   */
   drop(): Promise<void> {
     try {
       this.host.check('cursor.drop')

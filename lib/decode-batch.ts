@@ -17,6 +17,19 @@ function corrupt(offset: number, what: string): WalError {
   return new WalError('WAL_CORRUPT', `decodeBatch: ${what} at byte offset ${offset} of the message body. The body is not a whole fastwal batch; do not apply it.`, { segment: '(message body)', offset })
 }
 
+/**
+ * A shipped batch's message body (its records exactly as on disk) back into a Batch;
+ * every record's checksum and the batch rules are checked. Anything else is WAL_CORRUPT.
+ *
+ * @example
+ * ```ts
+ * for await (const msg of consumer) {
+ *   const batch = decodeBatch(msg.data)
+ *   for (const e of batch.entries) apply(e)
+ *   msg.ack()
+ * }
+ * ```
+ */
 export function decodeBatch(bytes: Uint8Array): Batch {
   if (!isUint8Array(bytes)) throw new WalError('WAL_INVALID', 'decodeBatch(bytes): bytes must be a Uint8Array or Buffer (a message body).')
   // A private copy: the entries' key and value Buffers are views of it.

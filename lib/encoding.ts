@@ -19,6 +19,7 @@ import type { Bytes } from './options.js'
  * ```
  */
 export interface Codec<T> {
+  /** The bytes to store for `value` (a string is stored as UTF-8); may throw to refuse it. */
   encode(value: T): Uint8Array | string
   /** `bytes` is a view into a read buffer: copy it if you keep it past the entry. */
   decode(bytes: Buffer): T
@@ -28,13 +29,32 @@ export interface Codec<T> {
  * `'buffer'` (default): keys or values are strings (stored as UTF-8) or Uint8Arrays going
  * in, Buffers coming out. `'utf8'`: strings both ways. `'json'`: any JSON-serializable
  * value, stored as its UTF-8 JSON text. Or a {@link Codec}.
+ *
+ * @example
+ * ```ts
+ * const wal = await WriteAheadLog.open('./wal', { keyEncoding: 'utf8', valueEncoding: 'json' })
+ * ```
  */
 export type Encoding<T = any> = 'buffer' | 'utf8' | 'json' | Codec<T>
 
-/** What replay and follow yield for a key or value of encoding `E`. */
+/**
+ * What replay and follow yield for a key or value of encoding `E`.
+ *
+ * @example
+ * ```ts
+ * type K = Decoded<'utf8'> // string
+ * ```
+ */
 export type Decoded<E> = E extends Codec<infer T> ? T : E extends 'utf8' ? string : E extends 'json' ? any : Buffer
 
-/** What append takes for a key or value that replay yields as `T`: `'buffer'` takes strings too. */
+/**
+ * What append takes for a key or value that replay yields as `T`: `'buffer'` takes strings too.
+ *
+ * @example
+ * ```ts
+ * type In = Input<Buffer> // string | Uint8Array
+ * ```
+ */
 export type Input<T> = 0 extends 1 & T ? any : [T] extends [Buffer] ? Bytes : T
 
 /** An encoding resolved at open; `undefined` means 'buffer', which costs nothing. */

@@ -1,5 +1,15 @@
 import { getSystemErrorName } from 'node:util'
 
+/**
+ * What kind of failure a {@link WalError} is: bad input (`WAL_INVALID`, `WAL_TOO_LARGE`),
+ * a handle's state (`WAL_CLOSED`, `WAL_READ_ONLY`, `WAL_LOCKED`, `WAL_FAILED`), the log's
+ * contents (`WAL_GONE`, `WAL_CORRUPT`) or the system (`WAL_IO`).
+ *
+ * @example
+ * ```ts
+ * const retryable = (code: WalErrorCode) => code === 'WAL_LOCKED'
+ * ```
+ */
 export type WalErrorCode =
   | 'WAL_INVALID'
   | 'WAL_TOO_LARGE'
@@ -11,17 +21,45 @@ export type WalErrorCode =
   | 'WAL_IO'
   | 'WAL_FAILED'
 
+/**
+ * The optional fields a {@link WalError} carries.
+ *
+ * @example
+ * ```ts
+ * new WalError('WAL_CORRUPT', 'bad record', { segment: '00000000000000000001.wal', offset: 4096 })
+ * ```
+ */
 export interface WalErrorDetails {
+  /** The segment file involved. */
   segment?: string
+  /** A byte offset in it. */
   offset?: number
+  /** The system call that failed. */
   syscall?: string
+  /** The file involved. */
   path?: string
+  /** The lowest LSN the log still holds. */
   firstLsn?: number
+  /** The underlying error. */
   cause?: unknown
 }
 
-/** Every error fastwal raises on purpose. `code` says which kind. */
+/**
+ * Every error fastwal raises on purpose. `code` says which kind; the message names the
+ * file, offset or option at fault and what to do next.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await wal.append(op)
+ * } catch (err) {
+ *   if (err instanceof WalError && err.code === 'WAL_IO') console.error(err.syscall, err.path)
+ *   throw err
+ * }
+ * ```
+ */
 export class WalError extends Error {
+  /** Which kind of failure. */
   readonly code: WalErrorCode
   /** WAL_CORRUPT: the segment file name. */
   segment?: string
@@ -34,6 +72,7 @@ export class WalError extends Error {
   /** WAL_GONE: the lowest LSN the log still holds. */
   firstLsn?: number
 
+  /** Made by fastwal; exported so callers can test `instanceof WalError`. */
   constructor(code: WalErrorCode, message: string, details: WalErrorDetails = {}) {
     super(message, details.cause !== undefined ? { cause: details.cause } : undefined)
     this.name = 'WalError'

@@ -49,6 +49,14 @@ function load(): { nats: Nats; js: Js } {
 
 const { nats, js: jsLib } = load()
 
+/**
+ * Options of {@link shipToJetStream}.
+ *
+ * @example
+ * ```ts
+ * const opts: ShipOptions = { servers: 'nats://127.0.0.1:4222', stream: 'ORDERS', cursor: 'jetstream' }
+ * ```
+ */
 export interface ShipOptions {
   /** NATS server URL(s). Credentials in a URL are never printed. */
   servers: string | string[]
@@ -66,7 +74,16 @@ export interface ShipOptions {
   onError?: (err: Error) => void
 }
 
+/**
+ * What {@link Shipper.stats} returns.
+ *
+ * @example
+ * ```ts
+ * const { shippedLsn, lagEntries } = shipper.stats()
+ * ```
+ */
 export interface ShipperStats {
+  /** Highest LSN the stream has acknowledged. */
   shippedLsn: number
   /** Batches the stream acknowledged in this run. */
   published: number
@@ -82,7 +99,19 @@ export { redact }
 
 const WRONG_LAST_SEQUENCE = 10071 // JetStream: the expected last subject sequence does not match
 
-/** Events: 'error' (a failure, retried), 'shipped' (the last LSN of each batch the stream acknowledged). */
+/**
+ * Ships a log's committed batches into a JetStream stream, each batch once, in order, one
+ * message per batch. Events: 'error' (a failure, retried), 'shipped' (the last LSN of each
+ * batch the stream acknowledged).
+ *
+ * @example
+ * ```ts
+ * const shipper = await shipToJetStream(wal, { servers: 'nats://127.0.0.1:4222', stream: 'ORDERS' })
+ * shipper.on('error', (err) => log.warn(err.message))
+ * // ...
+ * await shipper.stop()
+ * ```
+ */
 export class Shipper extends EventEmitter {
   private shipped = 0
   private lastSeq = 0 // stream sequence of this log's last message in the stream
@@ -115,11 +144,27 @@ export class Shipper extends EventEmitter {
     return this.shipped
   }
 
+  /**
+   * Counters of this run and how far behind the log it is.
+   *
+   * @example
+   * ```ts
+   * setInterval(() => console.log(shipper.stats().lagEntries), 10_000)
+   * ```
+   */
   stats(): ShipperStats {
     return { shippedLsn: this.shipped, published: this.published, errors: this.errors, lastError: this.lastError, lagEntries: Math.max(0, this.wal.durableLsn - this.shipped) }
   }
 
-  /** Finishes the publishes in flight, confirms the cursor, closes the connection. */
+  /**
+   * Finishes the publishes in flight, confirms the cursor, closes the connection.
+   *
+   * @example
+   * ```ts
+   * await shipper.stop()
+   * await wal.close()
+   * ```
+   */
   async stop(): Promise<void> {
     this.stopping = true
     this.abort.abort(new Error('stopping'))
@@ -310,7 +355,19 @@ function subjectMatches(pattern: string, subject: string): boolean {
   return p.length === s.length
 }
 
-/** Starts shipping `wal` (writable or readOnly) into the stream; see the file comment. */
+/**
+ * Starts shipping `wal` (writable or readOnly) into the stream: from the batch after the
+ * last one the stream holds, exactly once (message ids dedup a resend after a crash).
+ *
+ * @example
+ * ```ts
+ * import { WriteAheadLog } from 'fastwal'
+ * import { shipToJetStream } from 'fastwal/jetstream'
+ *
+ * const wal = await WriteAheadLog.open('./data/wal', { readOnly: true })
+ * const shipper = await shipToJetStream(wal, { servers: 'nats://127.0.0.1:4222', stream: 'ORDERS' })
+ * ```
+ */
 export async function shipToJetStream(wal: WriteAheadLog<any, any>, opts: ShipOptions): Promise<Shipper> {
   if (!opts || typeof opts !== 'object') throw new WalError('WAL_INVALID', 'shipToJetStream(wal, opts): opts must be an object like { servers, stream }.')
   if (typeof opts.stream !== 'string' || !/^[^\s.*>/\\]+$/.test(opts.stream)) throw new WalError('WAL_INVALID', `shipToJetStream: stream must be a JetStream stream name (no spaces, '.', '*', '>'); got ${JSON.stringify(opts.stream)}.`)

@@ -5,7 +5,15 @@ import { WalError } from './errors.js'
 import { encodeWith, resolveEncoding, type Encoding, type Encodings, type Input, type Transcoder } from './encoding.js'
 import { MAX_PAYLOAD, TYPE_DEL, TYPE_PUT } from './format.js'
 
-/** A key or value under the default 'buffer' encoding: a string is stored as its UTF-8 bytes. */
+/**
+ * A key or value under the default 'buffer' encoding: a string is stored as its UTF-8 bytes.
+ *
+ * @example
+ * ```ts
+ * const key: Bytes = 'user:1'
+ * const value: Bytes = new Uint8Array([1, 2, 3])
+ * ```
+ */
 export type Bytes = string | Uint8Array
 
 /**
@@ -19,7 +27,21 @@ export type Bytes = string | Uint8Array
  * await wal.append({ type: 'del', key: 'user:1' })
  * ```
  */
-export type Operation<K = Buffer, V = Buffer> = { type: 'put'; key: Input<K>; value: Input<V> } | { type: 'del'; key: Input<K> }
+export type Operation<K = Buffer, V = Buffer> =
+  | {
+      /** Store `value` under `key`. */
+      type: 'put'
+      /** The key. */
+      key: Input<K>
+      /** The value. */
+      value: Input<V>
+    }
+  | {
+      /** Delete `key`. */
+      type: 'del'
+      /** The key. */
+      key: Input<K>
+    }
 
 /**
  * Options of {@link WriteAheadLog.open}. `KE` and `VE` are the key and value encodings,

@@ -21,8 +21,26 @@ import type { Batch as RecordBatch, CursorOutput, Entry as RecordEntry, RawBatch
  * ```
  */
 export type Entry<K = Buffer, V = Buffer> =
-  | { lsn: number; type: 'put'; key: K; value: V }
-  | { lsn: number; type: 'del'; key: K; value: undefined }
+  | {
+      /** Unique, strictly increasing, never reused once acknowledged. */
+      lsn: number
+      /** A put: `value` is the stored value. */
+      type: 'put'
+      /** The key. */
+      key: K
+      /** The value. */
+      value: V
+    }
+  | {
+      /** Unique, strictly increasing, never reused once acknowledged. */
+      lsn: number
+      /** A delete: there is no value. */
+      type: 'del'
+      /** The key. */
+      key: K
+      /** Always undefined for a delete. */
+      value: undefined
+    }
 
 /**
  * An atomic batch as one unit (a standalone append is a batch of one): `first` to `last`
@@ -34,8 +52,11 @@ export type Entry<K = Buffer, V = Buffer> =
  * ```
  */
 export interface Batch<K = Buffer, V = Buffer> {
+  /** LSN of its first entry. */
   first: number
+  /** LSN of its last entry. */
   last: number
+  /** Its operations, in order. */
   entries: Entry<K, V>[]
 }
 

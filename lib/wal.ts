@@ -41,24 +41,41 @@ function checkLsnRoom(w: LogWriter, n: number, what: string): void {
     throw new WalError('WAL_INVALID', `${what}: the log has used LSNs up to ${w.lastLsn}; ${n} more would pass 2^53 - 1, the largest LSN. Start a new log.`)
 }
 
-/** What stats() returns: plain numbers, cheap to call per request. */
+/**
+ * What {@link WriteAheadLog.stats} returns: plain numbers, cheap to call per request.
+ *
+ * @example
+ * ```ts
+ * const s = wal.stats()
+ * metrics.gauge('wal.lag', s.lastLsn - s.durableLsn)
+ * metrics.gauge('wal.sync_p99_us', s.syncLatencyUs.p99)
+ * ```
+ */
 export interface Stats {
+  /** Last appended LSN (0 when empty). */
   lastLsn: number
+  /** Every LSN up to this one is durable. */
   durableLsn: number
+  /** Lowest LSN replay can still yield. */
   firstLsn: number
+  /** Latest checkpoint (0 if none). */
   checkpointLsn: number
   /** Segment files in the log (those checkpoint freed but a reader still holds included). */
   segments: number
+  /** Bytes of all segment files, the zero-filled region ahead of the records included. */
   bytesOnDisk: number
   /** Standalone appends and batches staged by this handle. */
   appends: number
+  /** Batches (appendBatch calls) staged by this handle. */
   batches: number
+  /** Bytes handed to the OS by this handle's writes. */
   bytesWritten: number
   /** Completed data syncs of this handle. */
   syncs: number
-  syncLatencyUs: { p50: number; p99: number; max: number }
+  /** Latency of this handle's write + sync calls, in microseconds (a histogram's p50, p99, max). */
+  syncLatencyUs: LatencySummary
   /** Appends and batches per sync (group commit), mean and largest. */
-  groupCommit: { mean: number; max: number }
+  groupCommit: GroupCommit
   /** Segments created by this handle's writer after open. */
   rotations: number
   /** Bytes zero-filled ahead of the records by this handle (a step at a time, and the next segment's first step). */
@@ -66,10 +83,103 @@ export interface Stats {
   /** Unfinished replay and follow iterators of this handle. */
   readers: number
   /** Every cursor on the directory (from any process): how far each is behind, and what it keeps on disk. */
-  cursors: { name: string; lsn: number; lagEntries: number; lagBytes: number }[]
+  cursors: CursorLag[]
 }
 
-/** Options of replay, replayBatches, follow and followBatches. */
+/**
+ * Percentiles of a latency histogram, in microseconds.
+ *
+ * @example
+ * ```ts
+ * const { p50, p99 } = wal.stats().syncLatencyUs
+ * ```
+ */
+export interface LatencySummary {
+  /** Median. */
+  p50: number
+  /** 99th percentile. */
+  p99: number
+  /** Largest seen. */
+  max: number
+}
+
+/**
+ * Appends and batches per sync, in {@link Stats.groupCommit}.
+ *
+ * @example
+ * ```ts
+ * const perSync = wal.stats().groupCommit.mean
+ * ```
+ */
+export interface GroupCommit {
+  /** Mean per sync. */
+  mean: number
+  /** Most in one sync. */
+  max: number
+}
+
+/**
+ * One cursor in {@link Stats.cursors}.
+ *
+ * @example
+ * ```ts
+ * for (const c of wal.stats().cursors) console.log(c.name, c.lagEntries, c.lagBytes)
+ * ```
+ */
+export interface CursorLag {
+  /** The cursor's name. */
+  name: string
+  /** The last LSN it confirmed. */
+  lsn: number
+  /** Entries appended after it. */
+  lagEntries: number
+  /** Bytes of segments kept on disk for it. */
+  lagBytes: number
+}
+
+/**
+ * What open did to recover the log, in {@link WriteAheadLog.recovery}.
+ *
+ * @example
+ * ```ts
+ * if (wal.recovery.droppedEntries > 0) log.warn('unacknowledged tail dropped', wal.recovery)
+ * ```
+ */
+export interface RecoveryReport {
+  /** The recovery mode open ran with. */
+  mode: string
+  /** Bytes cut from a torn tail (0 when the log was clean). */
+  truncatedBytes: number
+  /** Entries dropped with it (they were never acknowledged). */
+  droppedEntries: number
+  /** Incomplete batches dropped with it. */
+  droppedBatches: number
+}
+
+/**
+ * The LSNs a batch took: `first` to `last`, inclusive.
+ *
+ * @example
+ * ```ts
+ * const { first, last }: LsnRange = await wal.appendBatch(ops)
+ * ```
+ */
+export interface LsnRange {
+  /** LSN of the batch's first operation. */
+  first: number
+  /** LSN of its last operation. */
+  last: number
+}
+
+/**
+ * Options of replay, replayBatches, follow and followBatches.
+ *
+ * @example
+ * ```ts
+ * const ac = new AbortController()
+ * for await (const e of wal.follow({ from: 0, signal: ac.signal })) handle(e)
+ * ```
+ */
 export interface ReadOptions {
   /** First LSN to yield; default checkpointLsn + 1; 0 for everything retained. */
   from?: number
@@ -77,10 +187,29 @@ export interface ReadOptions {
   signal?: AbortSignal
 }
 
+/**
+ * A write-ahead log in one directory. Appends are acknowledged once durable (under the
+ * default `sync: 'always'`), batches are atomic, and replay yields only committed
+ * entries. `K` and `V` are the key and value types of the handle's encodings.
+ *
+ * @example
+ * ```ts
+ * import { WriteAheadLog } from 'fastwal'
+ *
+ * const wal = await WriteAheadLog.open('./data/wal')
+ * for await (const e of wal.replay()) apply(e)          // after a restart
+ * const lsn = await wal.append({ type: 'put', key: 'k', value: 'v' })
+ * await wal.checkpoint(lsn)                               // applied elsewhere
+ * await wal.close()
+ * ```
+ */
 export class WriteAheadLog<K = Buffer, V = Buffer> {
+  /** The log's directory, absolute. */
   readonly dir: string
+  /** Which backend runs the hot path: the C++ addon or the pure-TypeScript one. */
   readonly backend: 'native' | 'js'
-  readonly recovery: { mode: string; truncatedBytes: number; droppedEntries: number; droppedBatches: number }
+  /** What open did to recover the log's tail. */
+  readonly recovery: RecoveryReport
 
   private readonly impl: Backend
   private readonly opts: ResolvedOptions
@@ -111,6 +240,7 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
   private readonly sizeOf = new Map<string, number>() // sizes of finished segments, for stats()
   private cursorCache: { at: number; cursors: Map<string, number> } | undefined
   private readonly cursorHost: CursorHost
+  /** Stable id of this log directory (in its LOGID file); a recreated directory gets a new one. */
   readonly logId: string
 
   private constructor(o: OpenedLog) {
@@ -153,16 +283,40 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     }
   }
 
-  /** Opens (creating if needed) the log in `dir` (a path or a file: URL), recovering its tail. */
+  /**
+   * Opens (creating if needed) the log in `dir` (a path or a file: URL), taking its lock
+   * and recovering its tail. The encodings in `options` set the handle's types.
+   *
+   * @example
+   * ```ts
+   * const wal = await WriteAheadLog.open('./data/wal', { sync: 'always' })
+   * const events = await WriteAheadLog.open(new URL('./events/', import.meta.url), { keyEncoding: 'utf8', valueEncoding: 'json' })
+   * ```
+   */
   static async open<KE extends Encoding = 'buffer', VE extends Encoding = 'buffer'>(dir: string | URL, options?: Options<KE, VE>): Promise<WriteAheadLog<Decoded<KE>, Decoded<VE>>> {
     return new WriteAheadLog(await openLog(dir, options))
   }
 
+  /**
+   * {@link WriteAheadLog.open} on the calling thread, for code that cannot await.
+   *
+   * @example
+   * ```ts
+   * const wal = WriteAheadLog.openSync('./data/wal')
+   * ```
+   */
   static openSync<KE extends Encoding = 'buffer', VE extends Encoding = 'buffer'>(dir: string | URL, options?: Options<KE, VE>): WriteAheadLog<Decoded<KE>, Decoded<VE>> {
     return new WriteAheadLog(openLogBlocking(dir, options))
   }
 
-  /** What console.log and util.inspect show: where, which backend, the positions, the state. */
+  /**
+   * What console.log and util.inspect show: where, which backend, the positions, the state.
+   *
+   * @example
+   * ```ts
+   * console.log(wal) // WriteAheadLog { dir: '/srv/wal', backend: 'native', state: 'open', lastLsn: 42, ... }
+   * ```
+   */
   [inspect.custom](_depth: number, options: object): string {
     const state = this.closedFlag ? 'closed' : this.writer?.failed ? 'failed' : this.writer ? 'open' : 'open, readOnly'
     const fields = { dir: this.dir, backend: this.backend, state, lastLsn: this.lastLsn, durableLsn: this.closedFlag ? undefined : this.durableLsn, checkpointLsn: this.checkpointLsn, logId: this.logId }
@@ -184,17 +338,19 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     }
   }
 
+  /** Last appended LSN (0 when empty). */
   get lastLsn(): number {
     return (this.writer ?? this.view!).lastLsn
   }
 
-  /** For a readOnly handle: what the writer in another process last published as durable. */
+  /** Every LSN up to this one is durable; for a readOnly handle, what the writer in another process last published. */
   get durableLsn(): number {
     if (this.writer) return this.writer.durableLsn
     if (!this.closedFlag) this.view!.refresh(false) // 16 bytes read: what the writer published last
     return this.view!.durableLsn
   }
 
+  /** Latest checkpoint (0 if none). */
   get checkpointLsn(): number {
     return this.cpLsn
   }
@@ -234,6 +390,16 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     return w.stageOne(e)
   }
 
+  /**
+   * Appends one operation; resolves with its LSN once it is durable (sync 'always') or
+   * handed to the OS ('interval', 'none').
+   *
+   * @example
+   * ```ts
+   * const lsn = await wal.append({ type: 'put', key: 'user:1', value: '{"name":"Ada"}' })
+   * await wal.append({ type: 'del', key: 'user:0' })
+   * ```
+   */
   append(op: Operation<K, V>): Promise<number> {
     try {
       const w = this.writable('append')
@@ -244,7 +410,19 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     }
   }
 
-  appendBatch(ops: Operation<K, V>[]): Promise<{ first: number; last: number }> {
+  /**
+   * Appends operations atomically: replay yields all of them or none, across any crash.
+   * One write and one sync.
+   *
+   * @example
+   * ```ts
+   * const { first, last } = await wal.appendBatch([
+   *   { type: 'put', key: 'acct:alice', value: '90' },
+   *   { type: 'put', key: 'acct:bob', value: '110' },
+   * ])
+   * ```
+   */
+  appendBatch(ops: Operation<K, V>[]): Promise<LsnRange> {
     try {
       const w = this.writable('appendBatch')
       const r = this.stageBatch(w, ops)
@@ -254,6 +432,14 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     }
   }
 
+  /**
+   * {@link WriteAheadLog.append} on the calling thread: returns once durable (sync 'always').
+   *
+   * @example
+   * ```ts
+   * const lsn = wal.appendSync({ type: 'put', key: 'k', value: 'v' })
+   * ```
+   */
   appendSync(op: Operation<K, V>): number {
     const w = this.writable('appendSync')
     const lsn = this.stageOne(w, op, 'appendSync')
@@ -261,14 +447,30 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     return lsn
   }
 
-  appendBatchSync(ops: Operation<K, V>[]): { first: number; last: number } {
+  /**
+   * {@link WriteAheadLog.appendBatch} on the calling thread.
+   *
+   * @example
+   * ```ts
+   * const { first, last } = wal.appendBatchSync([{ type: 'del', key: 'a' }, { type: 'del', key: 'b' }])
+   * ```
+   */
+  appendBatchSync(ops: Operation<K, V>[]): LsnRange {
     const w = this.writable('appendBatchSync')
     const r = this.stageBatch(w, ops)
     w.settleBlocking()
     return r
   }
 
-  /** Resolves once everything appended so far is durable. */
+  /**
+   * Resolves once everything appended so far is durable (for sync 'interval' and 'none').
+   *
+   * @example
+   * ```ts
+   * wal.appendSync({ type: 'put', key: 'k', value: 'v' }) // under sync: 'none'
+   * await wal.sync()
+   * ```
+   */
   sync(): Promise<void> {
     try {
       return this.writable('sync').syncAll()
@@ -339,7 +541,7 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
   }
 
   /**
-   * Lowest LSN replay can still yield: the first retained segment continues after its
+   * Lowest LSN replay can still yield (lastLsn + 1 when none is retained): the first retained segment continues after its
    * header's prevLsn. Segments a checkpoint freed count while a reader keeps them.
    */
   get firstLsn(): number {
@@ -360,23 +562,65 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     return w ? () => w.writeStaged() : undefined
   }
 
-  /** Entries with lsn >= from (default: after the latest checkpoint), committed batches only. */
+  /**
+   * Entries with lsn >= from (default: after the latest checkpoint), committed batches only,
+   * in LSN order; ends at the last entry present when it reaches it.
+   *
+   * @example
+   * ```ts
+   * for await (const e of wal.replay()) {
+   *   if (e.type === 'put') db.set(e.key, e.value)
+   *   else db.delete(e.key)
+   * }
+   * ```
+   */
   replay(opts?: ReadOptions): AsyncIterableIterator<Entry<K, V>> {
     const { from, signal } = this.readOptions('replay', opts, true)
     return replayEntriesAsync(this.source(), from, this.flushBeforeRead(), signal, this.opts.encodings) as AsyncIterableIterator<never>
   }
 
+  /**
+   * Like {@link WriteAheadLog.replay}, a committed batch at a time (a standalone append is
+   * a batch of one).
+   *
+   * @example
+   * ```ts
+   * for await (const b of wal.replayBatches({ from: 0 })) await db.applyAtomically(b.entries)
+   * ```
+   */
   replayBatches(opts?: ReadOptions): AsyncIterableIterator<Batch<K, V>> {
     const { from, signal } = this.readOptions('replayBatches', opts, true)
     return replayBatchesAsync(this.source(), from, this.flushBeforeRead(), signal, this.opts.encodings) as AsyncIterableIterator<never>
   }
 
-  /** What replay yields, then every later committed entry once it is durable, in LSN order; ends when the handle closes. */
+  /**
+   * What replay yields, then every later committed entry once it is durable, in LSN
+   * order; ends when the handle closes or `signal` aborts. Works on a readOnly handle
+   * while a writer in another process appends.
+   *
+   * @example
+   * ```ts
+   * const reader = await WriteAheadLog.open('./data/wal', { readOnly: true })
+   * const cursor = await reader.cursor('indexer')
+   * for await (const e of reader.follow({ from: cursor.lsn + 1 })) {
+   *   await index(e)
+   *   await cursor.confirm(e.lsn)
+   * }
+   * ```
+   */
   follow(opts?: ReadOptions): AsyncIterableIterator<Entry<K, V>> {
     const { from, signal } = this.readOptions('follow', opts, true)
     return followEntries(this.source(), from, this.flushBeforeRead(), signal, this.opts.encodings) as AsyncIterableIterator<never>
   }
 
+  /**
+   * {@link WriteAheadLog.follow} a committed batch at a time.
+   *
+   * @example
+   * ```ts
+   * for await (const b of wal.followBatches()) await publish(b.first, b.last, b.entries)
+   * ```
+   */
   followBatches(opts?: ReadOptions): AsyncIterableIterator<Batch<K, V>> {
     const { from, signal } = this.readOptions('followBatches', opts, true)
     return followBatches(this.source(), from, this.flushBeforeRead(), signal, this.opts.encodings) as AsyncIterableIterator<never>
@@ -410,6 +654,14 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     this.watcher.keepAlive(true)
   }
 
+  /**
+   * {@link WriteAheadLog.replay} on the calling thread.
+   *
+   * @example
+   * ```ts
+   * for (const e of wal.replaySync({ from: 0 })) console.log(e.lsn, e.type)
+   * ```
+   */
   replaySync(opts?: { from?: number }): IterableIterator<Entry<K, V>> {
     const { from } = this.readOptions('replaySync', opts, false)
     if (this.writer && !this.writer.failed) this.writer.drainBlocking(false)
@@ -418,6 +670,16 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
 
   // --- checkpoint ----------------------------------------------------------------------
 
+  /**
+   * Records that everything up to `lsn` is applied elsewhere: replay then starts after it,
+   * and segments holding only LSNs up to it (and below every cursor) are deleted.
+   *
+   * @example
+   * ```ts
+   * await db.flush()
+   * await wal.checkpoint(appliedLsn)
+   * ```
+   */
   async checkpoint(lsn: number): Promise<void> {
     const w = this.writable('checkpoint')
     if (typeof lsn !== 'number' || !Number.isInteger(lsn) || lsn < 0)
@@ -451,7 +713,16 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
 
   // --- cursors and stats ---------------------------------------------------------------
 
-  /** Opens the named cursor, creating it at firstLsn - 1; allowed on readOnly handles. */
+  /**
+   * Opens the named cursor, creating it at firstLsn - 1; allowed on readOnly handles.
+   * Checkpoints keep every segment a cursor still needs.
+   *
+   * @example
+   * ```ts
+   * const c = await wal.cursor('search-indexer')
+   * for await (const e of wal.follow({ from: c.lsn + 1 })) await c.confirm(e.lsn)
+   * ```
+   */
   async cursor(name: string): Promise<Cursor> {
     checkCursorName(name)
     this.cursorHost.check('cursor')
@@ -459,7 +730,14 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     return openCursor(this.cursorHost, name, this.firstLsn - 1)
   }
 
-  /** Counters and positions; reads the directory at most once a second (for cursors). */
+  /**
+   * Counters and positions; reads the directory at most once a second (for cursors).
+   *
+   * @example
+   * ```ts
+   * console.log(wal.stats().groupCommit.mean) // appends per fdatasync
+   * ```
+   */
   stats(): Stats {
     const w = this.writer
     const segs = this.segments()
@@ -559,6 +837,11 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
    * Flushes, syncs and releases the lock and every file of the handle. Idempotent. Rejects
    * with WAL_IO if its own final write or sync fails (never retried); after an earlier
    * failure it does not sync and resolves.
+   *
+   * @example
+   * ```ts
+   * process.on('SIGTERM', () => wal.close().then(() => process.exit(0)))
+   * ```
    */
   close(): Promise<void> {
     if (this.closing) return this.closing
@@ -596,6 +879,16 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     this.wakeFollowers()
   }
 
+  /**
+   * {@link WriteAheadLog.close} on the calling thread.
+   *
+   * @example
+   * ```ts
+   * wal.appendSync({ type: 'put', key: 'k', value: 'v' })
+   * wal.closeSync()
+   * process.exit(0)
+   * ```
+   */
   closeSync(): void {
     if (this.closing) return
     this.closedFlag = true
@@ -647,6 +940,16 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
     }
   }
 
+  /**
+   * close(), for `await using`.
+   *
+   * @example
+   * ```ts
+   * await using wal = await WriteAheadLog.open('./data/wal')
+   * await wal.append({ type: 'put', key: 'k', value: 'v' })
+   * // closed at the end of the block
+   * ```
+   */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close()
   }
