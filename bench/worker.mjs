@@ -4,7 +4,7 @@
 // imported from the built package (dist/).
 import * as fs from 'node:fs'
 import { createRequire } from 'node:module'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
@@ -742,7 +742,51 @@ async function workloadO({ variant, dir, segmentSize }) {
 
 // --- dispatch ------------------------------------------------------------------------
 
-const handlers = { A: workloadA, B: workloadB, C: workloadC, D: workloadD, E: workloadE, F: workloadF, J: workloadJ, S: workloadS, O: workloadO, 'setup-D': setupD, 'setup-O': setupO }
+// --- R: restart: load the library, open a store, read its first entry (fresh process) ------
+
+async function setupR({ dir, bigBytes }) {
+  fs.mkdirSync(dir, { recursive: true })
+  const small = await WriteAheadLog.open(join(dir, 'small-wal'))
+  for (let i = 0; i < 10; i++) await small.append({ type: 'put', key: keys[i], value: values[i] })
+  await small.close()
+  const Database = require('better-sqlite3')
+  const db = new Database(join(dir, 'small.sqlite'))
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = FULL')
+  db.exec('CREATE TABLE log (id INTEGER PRIMARY KEY, key BLOB, value BLOB)')
+  const ins = db.prepare('INSERT INTO log (key, value) VALUES (?, ?)')
+  for (let i = 0; i < 10; i++) ins.run(keys[i], values[i])
+  db.close()
+  const { open } = require('lmdb')
+  const l = open({ path: join(dir, 'small-lmdb'), encoding: 'binary' })
+  for (let i = 0; i < 10; i++) await l.put(i + 1, values[i])
+  await l.close()
+  // The big log: batches of 16 values of 64 KiB, default 64 MiB segments.
+  const big = await WriteAheadLog.open(join(dir, 'big-wal'), { backend: 'native', sync: 'none' })
+  const v = Buffer.alloc(64 * 1024, 7)
+  const batch = Array.from({ length: 16 }, (_, i) => ({ type: 'put', key: keys[i], value: v }))
+  let written = 0
+  while (written < bigBytes) {
+    big.appendBatchSync(batch)
+    written += 16 * v.length
+  }
+  await big.close()
+  const segs = fs.readdirSync(join(dir, 'big-wal')).filter((n) => n.endsWith('.wal'))
+  return { bigBytes: segs.reduce((s, n) => s + fs.statSync(join(dir, 'big-wal', n)).size, 0), bigSegments: segs.length }
+}
+
+function workloadR({ variant, dir }) {
+  const [lib, size] = variant.split('-')
+  const path = join(dir, size === 'small' ? (lib === 'sqlite' ? 'small.sqlite' : lib === 'lmdb' ? 'small-lmdb' : 'small-wal') : 'big-wal')
+  const t0 = now()
+  const out = execFileSync(process.execPath, [join(here, 'open-first.mjs'), lib, path], { encoding: 'utf8' })
+  const wallMs = now() - t0
+  const r = JSON.parse(out.trim().split('\n').pop())
+  if (r.first === undefined) throw new Error(`${variant}: no first entry`)
+  return { wallMs, sinceStartMs: r.sinceStart, importMs: r.import, openMs: r.open, readMs: r.read, afterImportMs: r.afterImport }
+}
+
+const handlers = { A: workloadA, B: workloadB, C: workloadC, D: workloadD, E: workloadE, F: workloadF, J: workloadJ, S: workloadS, O: workloadO, R: workloadR, 'setup-D': setupD, 'setup-O': setupO, 'setup-R': setupR }
 
 const job = JSON.parse(process.argv[2])
 try {

@@ -2,7 +2,6 @@
 // first writable open of a log made before ids existed) and never changed after. A
 // directory deleted and created again gets a new one, so a consumer that stored the id
 // next to its position can tell that its position no longer applies.
-import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { ioError } from './errors.js'
@@ -25,7 +24,8 @@ export function readLogId(dir: string): string {
 export function ensureLogId(dir: string): string {
   const existing = readLogId(dir)
   if (existing) return existing
-  const id = randomBytes(16).toString('hex')
+  // Web Crypto's global: node:crypto loads only when a log is created, not at every import.
+  const id = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(16))).toString('hex')
   const path = join(dir, LOG_ID_FILE)
   const tmp = join(dir, `.logid-${process.pid}.tmp`)
   try {

@@ -46,6 +46,11 @@ export class SegmentReader {
   private liveRead = false // the read in flight was issued while the segment was read live
   /** The last 'end' was the end of a live segment's written bytes, not of the file. */
   endedLive = false
+  // Chunks start small and grow while records fill them: a log of a few records reads a few
+  // KiB, not a whole chunk of zeros (fresh memory costs a page fault per 4 KiB touched).
+  private chunk: number
+  private zeroBuf: Buffer | undefined // zeros are checked and dropped: one buffer, reused
+  private scratchBuf: Buffer | undefined
 
   /**
    * `limit()` gives the bytes known to hold whole records, or -1 to read to the end of
@@ -62,8 +67,17 @@ export class SegmentReader {
     start = SEGMENT_HEADER_SIZE,
     /** Whether the segment is read live (see the file comment). */
     private readonly live: () => boolean = () => false,
+    /** Nothing the cursor emits outlives the next read: one buffer serves every chunk. */
+    private readonly reuse = false,
   ) {
     this.pos = start
+    this.chunk = Math.min(chunkSize, FIRST_CHUNK)
+  }
+
+  private buffer(size: number): Buffer {
+    if (!this.reuse) return Buffer.allocUnsafe(size)
+    if (!this.scratchBuf || this.scratchBuf.length < size) this.scratchBuf = Buffer.allocUnsafe(size)
+    return this.scratchBuf.subarray(0, size)
   }
 
   /** After a live 'end': read on from where the records ended, once more is written. */
@@ -83,7 +97,7 @@ export class SegmentReader {
       }
       this.heldLsn = 0
     }
-    if (this.zeroCheck) return { fd: this.fd, buf: Buffer.allocUnsafe(this.chunkSize), position: this.pos }
+    if (this.zeroCheck) return { fd: this.fd, buf: (this.zeroBuf ??= Buffer.allocUnsafe(ZERO_CHUNK)), position: this.pos }
     const limit = this.limit()
     if (limit >= 0 && this.pos >= limit) {
       this.stopped = 'limit'
@@ -95,9 +109,9 @@ export class SegmentReader {
     if (limit < 0 && this.pos + RECORD_HEADER_SIZE > this.size) this.size = this.measure()
     const avail = limit >= 0 ? limit - this.pos : Math.max(this.size - this.pos, 1)
     // Live, most of a preallocated file is zeros not yet written: ask for little at a time.
-    const chunk = this.liveRead ? Math.min(this.chunkSize, LIVE_CHUNK) : this.chunkSize
+    const chunk = this.liveRead ? Math.min(this.chunk, LIVE_CHUNK) : this.chunk
     const want = Math.max(this.need, Math.min(chunk, avail))
-    return { fd: this.fd, buf: Buffer.allocUnsafe(want), position: this.pos }
+    return { fd: this.fd, buf: this.buffer(want), position: this.pos }
   }
 
   /** Takes the chunk read for `req`. A chunk shorter than asked for is the end of the file. */
@@ -127,6 +141,7 @@ export class SegmentReader {
     const limit = this.limit()
     this.pos = req.position + chunk.stop
     this.need = 0
+    if (chunk.status !== SCAN_ZERO && !atEof && this.chunk < this.chunkSize) this.chunk = Math.min(this.chunkSize, this.chunk * 4)
     switch (chunk.status) {
       case SCAN_END:
         if (atEof && limit < 0) {
@@ -230,6 +245,8 @@ export async function openSegment(path: string, backend: Backend): Promise<Opene
 
 const ZEROS = Buffer.alloc(64 * 1024)
 const LIVE_CHUNK = 64 * 1024
+const FIRST_CHUNK = 64 * 1024
+const ZERO_CHUNK = 256 * 1024
 
 /** Index of the first non-zero byte of b, or b.length. Compares 64 KiB at a time. */
 function firstNonZero(b: Uint8Array): number {

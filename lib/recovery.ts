@@ -66,7 +66,7 @@ function cleanPlan(seg: SegmentRef, file: OpenedSegment, backend: Backend, mode:
   if (typeof header === 'string') return undefined
   const cursor = new RecordCursor(header.prevLsn, header.checkpointLsn, SEGMENT_HEADER_SIZE)
   // The size is measured once: a file that shrinks meanwhile ends at the short read.
-  const reader = new SegmentReader(file.fd, file.size, cursor, () => -1, () => file.size, TAIL_CHUNK)
+  const reader = new SegmentReader(file.fd, file.size, cursor, () => -1, () => file.size, TAIL_CHUNK, SEGMENT_HEADER_SIZE, undefined, true)
   const done = (): TailPlan | undefined => {
     if (reader.stopped !== 'end' || cursor.batchStart >= 0) return undefined
     const report: RecoveryReport = { mode, truncatedBytes: 0, droppedEntries: 0, droppedBatches: 0 }
