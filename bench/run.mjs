@@ -170,6 +170,7 @@ const LABEL = {
   'js-small': 'fastwal pure-TS, 10 records',
   'sqlite-small': 'better-sqlite3 (WAL, synchronous=FULL), 10 rows',
   'lmdb-small': 'lmdb, 10 entries',
+  lmdb: 'lmdb 3.5 (put, then await its flushed)',
   'native-big': 'fastwal native, big log',
   'js-big': 'fastwal pure-TS, big log',
   native: 'fastwal native',
@@ -238,7 +239,7 @@ const WORKLOADS = {
   },
   B: {
     title: `B: ${B_RECORDS.toLocaleString('en')} durable single appends, 256 in flight (a new one starts when one resolves)`,
-    variants: ['native', 'js', ...RAW],
+    variants: ['native', 'js', ...RAW, 'lmdb'],
     job: { records: B_RECORDS, inflight: 256 },
     columns: [
       ['recordsPerSec', 'records/s', rate],
@@ -539,6 +540,8 @@ function evaluateGoals() {
   const bRaw = bestRaw('B', 'recordsPerSec', RAW)
   ratio('B native / raw-fs group commit (records/s)', get('B', 'native', 'recordsPerSec'), bRaw.best, 1.5, bRaw.who && `vs ${LABEL[bRaw.who]}`)
   below('B native event-loop delay p99', get('B', 'native', 'eldP99Ms'), 2, 'ms', ms)
+  ratio('B native / lmdb (records/s)', get('B', 'native', 'recordsPerSec'), get('B', 'lmdb', 'recordsPerSec'), 1.5)
+  ratio('B event-loop delay p99: lmdb / fastwal native (>= 1: no worse)', get('B', 'lmdb', 'eldP99Ms'), get('B', 'native', 'eldP99Ms'), 1)
   atLeast("C native sync:'none' awaited append", get('C', 'native-await', 'recordsPerSec'), 450_000, '/s', rate)
   atLeast('C native appendSync', get('C', 'native-sync', 'recordsPerSec'), 1_000_000, '/s', rate)
   ratio('D native replay / raw-fs view-decoding scan', get('D', 'native-async', 'entriesPerSec'), get('D', 'raw', 'entriesPerSec'), 0.5, 'for await replay()')
