@@ -18,7 +18,7 @@ const require = createRequire(import.meta.url)
 
 const USAGE = `usage: npm run bench -- [options]      (or: node bench/run.mjs [options])
   --scale <f>     multiply every workload size by f (default 1; 0.05 for a quick run)
-  --only <list>   workloads to run, comma-separated: A,B,C,D,E,F,J,S,O,R (default all; J needs nats-server)
+  --only <list>   workloads to run, comma-separated: A,B,C,D,E,F,J,S,O,R,L (default all; J needs nats-server)
   --runs <n>      runs of each measurement; the tables show medians (default 3; O does 3n)
   --dir <path>    data directory (default <repo>/.bench-data, or os.tmpdir() if that is tmpfs)
   --json <file>   also write every run's raw results to <file>
@@ -26,7 +26,7 @@ const USAGE = `usage: npm run bench -- [options]      (or: node bench/run.mjs [o
   -h, --help      this text`
 
 function parseArgs(argv) {
-  const o = { scale: 1, only: ['A', 'B', 'C', 'D', 'E', 'F', 'J', 'S', 'O', 'R'], runs: 3, dir: undefined, json: undefined, keep: false }
+  const o = { scale: 1, only: ['A', 'B', 'C', 'D', 'E', 'F', 'J', 'S', 'O', 'R', 'L'], runs: 3, dir: undefined, json: undefined, keep: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const val = () => {
@@ -49,7 +49,7 @@ function parseArgs(argv) {
   }
   if (!(o.scale > 0)) die('--scale must be a positive number')
   if (!Number.isInteger(o.runs) || o.runs < 1) die('--runs must be a positive integer')
-  for (const w of o.only) if (!'ABCDEFJSOR'.includes(w) || w.length !== 1) die(`--only: unknown workload ${w} (use A,B,C,D,E,F,J,S,O,R)`)
+  for (const w of o.only) if (!'ABCDEFJSORL'.includes(w) || w.length !== 1) die(`--only: unknown workload ${w} (use A,B,C,D,E,F,J,S,O,R,L)`)
   return o
 }
 
@@ -157,6 +157,7 @@ const A_RECORDS = Math.max(1000, Math.round((200_000 * S) / 100) * 100)
 const B_RECORDS = n(20_000, 512)
 const C_RECORDS = n(500_000, 5000)
 const D_RECORDS = n(1_000_000, 10_000)
+const L_RECORDS = n(20_000, 2_000)
 const R_BIG_BYTES = Math.max(64 * 2 ** 20, Math.round(2 ** 30 * S))
 const E_SECONDS = Math.min(0.5, Math.max(0.1, 0.5 * S))
 const F_RECORDS = Math.max(1000, Math.round((100_000 * S) / 100) * 100)
@@ -214,6 +215,19 @@ const ms = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v >= 1 ? v
 const fixed = (d) => (v) => v.toFixed(d)
 
 const WORKLOADS = {
+  L: {
+    title: `L: event-loop delay across segment rotations: ${L_RECORDS.toLocaleString('en')} durable appends of 1 KB, 64 in flight, 64 KiB segments`,
+    variants: ['native', 'js'],
+    job: { records: L_RECORDS },
+    columns: [
+      ['appendsPerSec', 'appends/s', rate],
+      ['rotations', 'rotations', fixed(0)],
+      ['eldP50Ms', 'loop delay p50 ms', ms],
+      ['eldP99Ms', 'loop delay p99 ms', ms],
+      ['eldMaxMs', 'loop delay max ms', ms],
+      ['maxOverP99Ms', 'max - p99 ms', ms],
+    ],
+  },
   R: {
     title: `R: restart: a fresh process loads the library, opens an existing store and reads its first entry (10 records; and a ${(R_BIG_BYTES / 2 ** 30).toFixed(2)} GiB fastwal log)`,
     variants: ['native-small', 'js-small', 'sqlite-small', 'lmdb-small', 'native-big', 'js-big'],
@@ -528,6 +542,8 @@ function evaluateGoals() {
     }
     return { best: who ? best : NaN, who }
   }
+  below('L native: loop delay max - p99 across rotations', get('L', 'native', 'maxOverP99Ms'), 2, 'ms', ms)
+  below('L pure-TS: loop delay max - p99 across rotations', get('L', 'js', 'maxOverP99Ms'), 2, 'ms', ms)
   // R: time to the first entry; the ratio is the reference's time over fastwal's (>= 1: fastwal as fast or faster).
   ratio('R restart, 10 records: better-sqlite3 time / fastwal native time', get('R', 'sqlite-small', 'sinceStartMs'), get('R', 'native-small', 'sinceStartMs'), 1)
   ratio('R restart, 10 records: lmdb time / fastwal native time', get('R', 'lmdb-small', 'sinceStartMs'), get('R', 'native-small', 'sinceStartMs'), 1)
