@@ -24,7 +24,7 @@ import type { WriterState } from './log-writer.js'
 import type { ResolvedOptions } from './options.js'
 import type { TailPlan } from './recovery.js'
 import { openedSegment } from './writer-segments.js'
-import { createSegment, discardSpare, syncDir, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
+import { createSegment, discardSpare, preallocateStep, syncDir, type OpenSegment, type SegmentRef, type Spare } from './segments.js'
 
 /** What finishRepair found: the predecessor's cut, and remnants to remove. */
 export interface Remnants {
@@ -147,10 +147,10 @@ interface RepairPlan {
  * Makes a repair that drops LSNs crash-safe: R first (durable), then the cut, then the
  * removals. Returns R, the segment appends continue in.
  */
-function repairWithNewSegment(dir: string, backend: Backend, all: readonly SegmentRef[], plan: RepairPlan, spare?: Spare): OpenSegment {
+function repairWithNewSegment(dir: string, backend: Backend, all: readonly SegmentRef[], plan: RepairPlan, preallocateTo: number, spare?: Spare): OpenSegment {
   const highest = all.reduce((m, s) => Math.max(m, s.firstLsn), 0)
   const firstLsn = Math.max(plan.maxLsn + 1, highest + 1)
-  const made = createSegment(dir, backend, firstLsn, { prevLsn: plan.keptLsn, checkpointLsn: Math.min(plan.checkpointLsn, plan.keptLsn) }, spare)
+  const made = createSegment(dir, backend, firstLsn, { prevLsn: plan.keptLsn, checkpointLsn: Math.min(plan.checkpointLsn, plan.keptLsn) }, preallocateTo, spare)
   try {
     if (plan.kept) truncateAndSync(dir, plan.kept.name, plan.validEnd, backend)
     for (const d of plan.drop) unlink(dir, d.name)
@@ -195,12 +195,13 @@ function unlink(dir: string, name: string): void {
  */
 export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, spare: Spare | undefined): WriterState {
   const drop = [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]
+  const prealloc = opts.preallocate ? preallocateStep(opts.segmentSize) : 0
   let fd: number | undefined
   try {
     if (plan.maxLsn > plan.keptLsn) {
       const taken = spare
       spare = undefined // repairWithNewSegment owns it now, on failure too
-      const made = repairWithNewSegment(dir, backend, segments, { kept: plan.segment, validEnd: plan.validEnd, keptLsn: plan.keptLsn, maxLsn: plan.maxLsn, checkpointLsn: plan.checkpointLsn, drop }, taken)
+      const made = repairWithNewSegment(dir, backend, segments, { kept: plan.segment, validEnd: plan.validEnd, keptLsn: plan.keptLsn, maxLsn: plan.maxLsn, checkpointLsn: plan.checkpointLsn, drop }, prealloc, taken)
       fd = made.fd
       const gone = new Set(drop)
       const list = segments.filter((s) => !gone.has(s))
@@ -228,7 +229,7 @@ export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedO
     if (!current) {
       const taken = spare
       spare = undefined // createSegment owns it now, on failure too
-      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }, taken)
+      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }, prealloc, taken)
       fd = made.fd
       list.push({ name: made.name, firstLsn: made.firstLsn })
       current = openedSegment(made, SEGMENT_HEADER_SIZE)

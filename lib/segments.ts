@@ -196,18 +196,26 @@ function tempFileSync(dir: string): Spare {
 /**
  * Creates a segment: header written, file synced, directory synced, so that once this
  * returns the new (empty) segment survives a crash. With a spare (a zero-filled file), the
- * spare is renamed into place; otherwise the file holds just the header.
+ * spare is renamed into place; otherwise the file is sized to `preallocateTo` without
+ * writing zeros (a fallback: the size is the same whatever the timing, but the first
+ * syncs into it allocate blocks).
  * Creation never replaces a file: a name that exists is refused (the writer's names
  * strictly increase, so that means something else wrote here).
  */
-export function createSegment(dir: string, backend: Backend, firstLsn: number, header: SegmentHeader, spare?: Spare): OpenSegment {
+export function createSegment(dir: string, backend: Backend, firstLsn: number, header: SegmentHeader, preallocateTo: number, spare?: Spare): OpenSegment {
   const name = segmentName(firstLsn)
   const path = join(dir, name)
   // The file is made under a temporary name and renamed into place once its header is
   // synced: a crash never leaves a segment with a missing or torn header.
   let file: Spare | undefined = spare
   try {
-    if (!file) file = tempFileSync(dir)
+    if (!file) {
+      file = tempFileSync(dir)
+      if (preallocateTo > SEGMENT_HEADER_SIZE) {
+        fs.ftruncateSync(file.fd, preallocateTo)
+        file.size = preallocateTo
+      }
+    }
     backend.writeBlocking(file.fd, encodeSegmentHeader(header, backend.crc32c), 0, SEGMENT_HEADER_SIZE, 0)
     backend.fdatasyncBlocking(file.fd)
     placeSegment(file, path)
@@ -238,6 +246,7 @@ export async function createSegmentAsync(
   backend: Backend,
   firstLsn: number,
   header: SegmentHeader,
+  preallocateTo: number,
   spare: Spare | undefined,
   abandoned: () => boolean,
 ): Promise<OpenSegment | undefined> {
@@ -248,6 +257,11 @@ export async function createSegmentAsync(
     if (!file) {
       const tmp = join(dir, spareName())
       file = { path: tmp, fd: await fsCall<number>((cb) => fs.open(tmp, 'wx+', cb)), size: 0 }
+      if (preallocateTo > SEGMENT_HEADER_SIZE) {
+        const f = file.fd
+        await fsCall<void>((cb) => fs.ftruncate(f, preallocateTo, cb))
+        file.size = preallocateTo
+      }
     }
     const head = encodeSegmentHeader(header, backend.crc32c)
     await backend.write(file.fd, head, 0, SEGMENT_HEADER_SIZE, 0, true)

@@ -160,7 +160,7 @@ export class WriterSegments {
       return
     }
     const spare = this.takeSpare()
-    this.adopt(seg, createSegment(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), spare))
+    this.adopt(seg, createSegment(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), this.preallocateTo(), spare))
     seg.dirSynced = true
   }
 
@@ -168,7 +168,7 @@ export class WriterSegments {
   async create(seg: WriterSegment): Promise<void> {
     if (seg.fd === undefined) {
       const spare = this.takeSpare()
-      const made = await createSegmentAsync(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), spare, () => seg.fd !== undefined)
+      const made = await createSegmentAsync(this.dir, this.backend, seg.firstLsn, this.headerOf(seg), this.preallocateTo(), spare, () => seg.fd !== undefined)
       if (made) {
         this.adopt(seg, made)
         seg.dirSynced = false
@@ -221,6 +221,11 @@ export class WriterSegments {
 
   private headerOf(seg: WriterSegment) {
     return { prevLsn: seg.prevLsn, checkpointLsn: Math.min(this.checkpointLsn(), seg.prevLsn) }
+  }
+
+  /** Without a spare, a new segment's first step is sized (not zero-filled): see createSegment. */
+  private preallocateTo(): number {
+    return this.opts.preallocate ? preallocateStep(this.opts.segmentSize) : 0
   }
 
   private takeSpare(): Spare | undefined {
