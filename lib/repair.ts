@@ -33,6 +33,8 @@ export interface Remnants {
   cut: number
   /** The predecessor's size now; > cut means its tail is to be removed. */
   size: number
+  /** One past the predecessor's last non-zero byte: zeros alone after the cut are preallocation, not a remnant. */
+  dataEnd: number
   /** Segments between the predecessor and the last one: left by an interrupted repair. */
   orphans: SegmentRef[]
   /** What removing them drops, for wal.recovery. */
@@ -69,7 +71,7 @@ export function findRemnants(dir: string, segments: readonly SegmentRef[], prevL
     if (typeof h !== 'string' && buf.length > SEGMENT_HEADER_SIZE) countDropped(backend.scan(buf, SEGMENT_HEADER_SIZE, buf.length).index, dropped)
   }
   const counts = () => ({ droppedBytes, droppedEntries: dropped.droppedEntries, droppedBatches: dropped.droppedBatches })
-  if (p < 0) return { cut: 0, size: 0, orphans, ...counts() }
+  if (p < 0) return { cut: 0, size: 0, dataEnd: 0, orphans, ...counts() }
   const predecessor = older[p]
   const buf = readWhole(dir, predecessor.name)
   const header = decodeSegmentHeader(buf.subarray(0, SEGMENT_HEADER_SIZE), backend.crc32c)
@@ -101,13 +103,14 @@ export function findRemnants(dir: string, segments: readonly SegmentRef[], prevL
       if (typeAt(scan.index, i) !== TYPE_BEGIN && !(flagsAt(scan.index, i) & FLAG_BATCH)) throw outOfPlace(`${predecessor.name} holds whole records after LSN ${prevLsn} (from byte offset ${cut})`)
     }
   }
+  const dataEnd = buf.length > cut ? lastNonZero(buf, cut) : cut
   if (buf.length > cut) {
-    droppedBytes += lastNonZero(buf, cut) - cut
+    droppedBytes += dataEnd - cut
     let first = 0 // index rows are in file order: the ones at or after the cut
     while (first < scan.index.length && scan.index[first + IX_POS] < cut) first += IX_STRIDE
     countDropped(scan.index, dropped, first)
   }
-  return { predecessor, cut, size: buf.length, orphans, ...counts() }
+  return { predecessor, cut, size: buf.length, dataEnd, orphans, ...counts() }
 }
 
 function readWhole(dir: string, name: string): Buffer {
@@ -119,9 +122,13 @@ function readWhole(dir: string, name: string): Buffer {
   }
 }
 
-/** Whether findRemnants found anything to change. */
+/**
+ * Whether findRemnants found an interrupted repair to finish. Zeros alone after the
+ * predecessor's last record are not one: a zero extension still running when the segment
+ * was cut at rotation can leave them.
+ */
 export function hasRemnants(r: Remnants): boolean {
-  return r.orphans.length > 0 || r.size > r.cut
+  return r.orphans.length > 0 || r.dataEnd > r.cut
 }
 
 /** Finishes an interrupted repair: cut the predecessor, remove the remnants. */

@@ -93,19 +93,21 @@ let zeroChunk: Buffer | undefined
  * meanwhile (by the pool or by a blocking append) is never overwritten, zeros only ever
  * go after it. Runs on the thread pool.
  */
-export async function extendWithZeros(path: string, target: number, backend: Backend): Promise<number> {
+export async function extendWithZeros(path: string, target: number, backend: Backend, stop: () => boolean): Promise<{ size: number; zeros: number }> {
   const fd = await fsCall<number>((cb) => fs.open(path, fs.constants.O_WRONLY | fs.constants.O_APPEND, cb))
   try {
     const zeros = (zeroChunk ??= Buffer.alloc(ZERO_CHUNK))
     let size = (await fsCall<fs.Stats>((cb) => fs.fstat(fd, cb))).size
+    let wrote = 0
     // Synced a chunk at a time: the writer's own fdatasync on this file, which flushes every
-    // dirty page of it, then carries at most one chunk of zeros.
-    while (size < target) {
-      await fsCall<number>((cb) => fs.write(fd, zeros, 0, Math.min(ZERO_CHUNK, target - size), null, cb))
+    // dirty page of it, then carries at most one chunk of zeros. `stop()` (the writer closed,
+    // or moved on to the next segment) ends it between chunks.
+    while (size < target && !stop()) {
+      wrote += await fsCall<number>((cb) => fs.write(fd, zeros, 0, Math.min(ZERO_CHUNK, target - size), null, cb))
       await backend.fdatasync(fd)
       size = (await fsCall<fs.Stats>((cb) => fs.fstat(fd, cb))).size
     }
-    return size
+    return { size, zeros: wrote }
   } finally {
     fs.close(fd, () => {})
   }

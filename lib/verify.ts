@@ -12,6 +12,7 @@ import { SEGMENT_HEADER_SIZE, decodeSegmentHeader } from './format.js'
 import { RecordCursor, type Batch, type CursorOutput } from './record-cursor.js'
 import { SegmentReader, openSegmentBlocking, readSegmentBlocking } from './record-reader.js'
 import { planTail } from './recovery.js'
+import { findRemnants, hasRemnants } from './repair.js'
 import { listSegments, type SegmentRef } from './segments.js'
 
 export interface Finding {
@@ -59,8 +60,10 @@ export function verifyLog(dir: string, backend: Backend): VerifyReport {
   segs.forEach((seg, k) => {
     const last = k === segs.length - 1
     const damage = (offset: number, what: string) => report.findings.push({ segment: seg.name, offset, what, open: last ? judgeTail(dir, segs, backend) : 'replay stops there (WAL_CORRUPT)' })
-    // Open reads only the last segment; a broken chain is found by replay, wherever it is.
-    const chainBreak = (what: string) => report.findings.push({ segment: seg.name, offset: 0, what, open: 'replay stops there (WAL_CORRUPT)' })
+    // Open reads only the last segment, so a broken chain is found by replay; except when the
+    // last segment holds no record: then open judges it as the new segment of an interrupted
+    // repair (finished, or refused as out of place).
+    let chainBreak: string | undefined
     const file = openSegmentBlocking(join(dir, seg.name))
     try {
       const h = decodeSegmentHeader(file.header, backend.crc32c)
@@ -69,7 +72,7 @@ export function verifyLog(dir: string, backend: Backend): VerifyReport {
         prevLast = undefined
         return
       }
-      if (prevLast !== undefined && h.prevLsn !== prevLast) chainBreak(`Segment continues after LSN ${h.prevLsn} but the segment before it ends at LSN ${prevLast}: a segment is missing or out of place`)
+      if (prevLast !== undefined && h.prevLsn !== prevLast) chainBreak = `Segment continues after LSN ${h.prevLsn} but the segment before it ends at LSN ${prevLast}: a segment is missing or out of place`
       if (k === 0) report.firstLsn = h.prevLsn + 1
       cursor = new RecordCursor(h.prevLsn, h.checkpointLsn, SEGMENT_HEADER_SIZE, out)
       let start = SEGMENT_HEADER_SIZE
@@ -84,6 +87,8 @@ export function verifyLog(dir: string, backend: Backend): VerifyReport {
         start = next
         cursor.lastSeen = 0 // order is judged afresh after damage
       }
+      if (chainBreak !== undefined)
+        report.findings.push({ segment: seg.name, offset: 0, what: chainBreak, open: last && cursor.end === SEGMENT_HEADER_SIZE ? judgeEmptyLast(dir, segs, h.prevLsn, backend) : 'replay stops there (WAL_CORRUPT)' })
       if (cursor.batchStart >= 0 && !(live && last)) damage(cursor.batchStart, 'Batch without COMMIT')
       prevLast = cursor.lastSeen
     } finally {
@@ -105,6 +110,16 @@ function nextValidRecord(fd: number, size: number, from: number, backend: Backen
   const n = fs.readSync(fd, buf, 0, buf.length, from)
   const at = backend.findNextRecord(buf, 0, n)
   return at >= n ? -1 : from + at
+}
+
+/** What a default open does with a last segment that holds no record and breaks the chain. */
+function judgeEmptyLast(dir: string, segs: SegmentRef[], prevLsn: number, backend: Backend): Finding['open'] {
+  try {
+    return hasRemnants(findRemnants(dir, segs, prevLsn, backend)) ? 'cuts it (torn tail)' : 'replay stops there (WAL_CORRUPT)'
+  } catch (err) {
+    if (err instanceof WalError && err.code === 'WAL_CORRUPT') return 'refuses (WAL_CORRUPT)'
+    throw err
+  }
 }
 
 /** What a default open does about the last segment's damage. */

@@ -110,12 +110,11 @@ export class WriterSegments {
   }
 
   private extend(seg: WriterSegment, step: number): void {
-    const from = seg.zeroEnd
     const target = Math.min(this.opts.segmentSize, Math.max(seg.zeroEnd, seg.end) + step)
-    const done = extendWithZeros(seg.path, target, this.backend).then(
-      (size) => {
+    const done = extendWithZeros(seg.path, target, this.backend, () => this.closed || this.current !== seg).then(
+      ({ size, zeros }) => {
         if (size > seg.zeroEnd) seg.zeroEnd = size
-        this.counters.bytesPreallocated += Math.max(0, size - from)
+        this.counters.bytesPreallocated += zeros
       },
       () => {
         // No zeros ahead (e.g. ENOSPC): records then grow the file themselves, and a real
@@ -127,8 +126,9 @@ export class WriterSegments {
       seg,
       done: done.then(async () => {
         // A blocking rotation cut the file while zeros were being appended: cut it again
-        // (they were only zeros after the last record; readers take them for a clean end).
-        if (seg.cutTo >= 0) await fsCall<void>((cb) => fs.truncate(seg.path, seg.cutTo, cb)).catch(() => undefined)
+        // (they were only zeros after the last record; readers and open take them for a
+        // clean end). Never once closed: the lock may be another writer's by then.
+        if (seg.cutTo >= 0 && !this.closed) await fsCall<void>((cb) => fs.truncate(seg.path, seg.cutTo, cb)).catch(() => undefined)
         this.extension = undefined
       }),
     }

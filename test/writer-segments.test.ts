@@ -3,6 +3,7 @@
 // rotation, and a writer closed meanwhile never touches the next writer's files. Segment
 // names strictly increase, so creating a segment never replaces one, and checkpoint takes
 // out of the writer's list only segments wholly at or below its LSN, never the live one.
+import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'uvu'
@@ -158,6 +159,42 @@ for (const backend of BACKENDS) {
       assert.is([...r.replaySync({ from: 0 })].length, 70)
       r.closeSync()
     }
+  })
+
+
+  t('a zero extension ended by closeSync or by a rotation leaves at most zeros behind, and a strict open after a power cut accepts them', async () => {
+    const v = Buffer.alloc(1024 * 1024, 7)
+    const trailingZeros = (file: string) => {
+      const b = fs.readFileSync(file)
+      let end = b.length
+      while (end > 0 && b[end - 1] === 0) end--
+      return b.length - end
+    }
+    // Blocking appends start an extension, then rotate while it runs; closeSync, and the
+    // process exits at once (nothing it still had queued gets a later chance to tidy up).
+    const dir = tmpDir()
+    const child = join(tmpDir('child'), 'writer.ts')
+    fs.mkdirSync(join(child, '..'), { recursive: true })
+    fs.writeFileSync(
+      child,
+      `const { WriteAheadLog } = require(${JSON.stringify(join(__dirname, '..', 'lib', 'index.ts'))})
+const a = WriteAheadLog.openSync(${JSON.stringify(dir)}, { backend: '${backend}', segmentSize: 8 * 1024 * 1024 })
+const v = Buffer.alloc(1024 * 1024, 7)
+for (let i = 0; i < 9; i++) a.appendSync({ type: 'put', key: 'a' + i, value: v })
+a.closeSync()
+setTimeout(() => process.exit(0), 10)
+`,
+    )
+    execFileSync(process.execPath, ['-r', 'tsx/cjs', child], { cwd: join(__dirname, '..') })
+    const segs = segmentFiles(dir)
+    for (const sname of segs.slice(0, -1)) assert.ok(trailingZeros(join(dir, sname)) <= 512 * 1024, `${sname}: at most one chunk of zeros after its last record`)
+    // A power cut loses the last segment's unsynced records (its header was synced at creation).
+    fs.truncateSync(join(dir, segs[segs.length - 1]), 32)
+    const r = WriteAheadLog.openSync(dir, { backend, recovery: 'strict', readOnly: false })
+    const got = [...r.replaySync({ from: 0 })]
+    r.closeSync()
+    assert.ok(got.length >= 7, `${got.length} entries`)
+    for (const e of got) assert.ok(e.value!.equals(v))
   })
 
 }

@@ -54,6 +54,15 @@ const DAMAGE = [
     },
   },
   {
+    name: 'zeros after a finished segment, and a last segment left with only its header (a power cut after a rotation)',
+    kind: 'clean',
+    apply(dir) {
+      const s = segments(dir)
+      fs.appendFileSync(path.join(dir, s[s.length - 2]), Buffer.alloc(100 * 1024))
+      fs.truncateSync(path.join(dir, s[s.length - 1]), SEGMENT_HEADER)
+    },
+  },
+  {
     name: 'last segment cut inside its last record (torn tail)',
     kind: 'cuts it (torn tail)',
     at: (segs) => segs[segs.length - 1],
@@ -166,6 +175,16 @@ const DAMAGE = [
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
       const s = segments(dir)
+      fs.unlinkSync(path.join(dir, s[s.length - 2]))
+    },
+  },
+  {
+    name: 'a last segment holding only its header, and the segment before it missing',
+    kind: 'refuses (WAL_CORRUPT)',
+    at: (segs) => segs[segs.length - 1],
+    apply(dir) {
+      const s = segments(dir)
+      fs.truncateSync(path.join(dir, s[s.length - 1]), SEGMENT_HEADER)
       fs.unlinkSync(path.join(dir, s[s.length - 2]))
     },
   },
