@@ -334,7 +334,7 @@ const fail = (what, r) => { console.error(what, r && (r.status + ' ' + r.stdout 
   if (v.status !== 0 || !JSON.parse(v.stdout).live) fail('verify on a live log', v)
   r = cli('dump')
   if (r.status !== 2) fail('bad usage: exit 2', r)
-  console.log('stat, verify (clean, ' + (DAMAGE.length - 2) + ' kinds of damage, live), dump, tail, bad usage (exit 2); nothing modified')
+  console.log('stat, verify (' + DAMAGE.filter((d) => d.kind === 'clean').length + ' clean, ' + DAMAGE.filter((d) => d.kind !== 'clean').length + ' kinds of damage, live), dump, tail, bad usage (exit 2); nothing modified')
 })()
 EOF
 if in_project node cli.cjs >"$work/cli.log" 2>&1; then ok "npx fastwal from the tarball: $(tail -n 1 "$work/cli.log")"; else bad "npx fastwal from the tarball" "$work/cli.log"; fi
