@@ -327,6 +327,14 @@ async function setupD({ dir, records }) {
   const wal = await WriteAheadLog.open(join(dir, 'wal'), { backend: 'native', sync: 'none' })
   for (let i = 0; i < records; i++) wal.appendSync({ type: 'put', key: keys[i & MASK], value: values[i & MASK] })
   await wal.close()
+  // The same entries written in batches of 1,000 (BEGIN, members, COMMIT).
+  const batched = await WriteAheadLog.open(join(dir, 'wal-batched'), { backend: 'native', sync: 'none' })
+  for (let i = 0; i < records; i += 1000) {
+    const ops = []
+    for (let j = i; j < Math.min(records, i + 1000); j++) ops.push({ type: 'put', key: keys[j & MASK], value: values[j & MASK] })
+    batched.appendBatchSync(ops)
+  }
+  await batched.close()
   // raw-fs file: the same keys and values, each as [u32 key length][u32 value length][key][value]
   const fd = fs.openSync(join(dir, RAW_LOG), 'w')
   const buf = Buffer.allocUnsafe(1024 * 1024)
@@ -412,15 +420,15 @@ async function workloadD({ variant, dir }) {
     })
     t2 = now()
   } else {
-    const [backend, how] = variant.split('-')
+    const [backend, how, written] = variant.split('-')
     const t0 = now()
-    const wal = await WriteAheadLog.open(join(dir, 'wal'), { backend })
+    const wal = await WriteAheadLog.open(join(dir, written === 'batched' ? 'wal-batched' : 'wal'), { backend })
     openMs = now() - t0
     await settle() // what open allocated and dropped is not counted as replay growth
     rssBefore = process.memoryUsage.rss()
     peak = rssBefore
     t1 = now()
-    if (how === 'sync') {
+    if (how === 'replaySync') {
       for (const e of wal.replaySync({ from: 0 })) {
         count++
         bytes += e.key.length + e.value.length
