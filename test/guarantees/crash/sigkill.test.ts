@@ -2,10 +2,12 @@
 // flight) and is SIGKILLed at a random moment; every append it saw acknowledged must be
 // replayed whole after a default open, and nothing partial may ever be visible.
 import { spawn } from 'node:child_process'
+import * as fs from 'node:fs'
 import { join, resolve } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog } from '../../../lib/index.js'
+import { PREALLOCATE_STEP } from '../../../lib/segments.js'
 import { BACKENDS, prng, tmpDir, type BackendName } from '../../helpers/util.js'
 import { hex, plainBatch, type PlainBatch } from './common.js'
 import { genUnit, parseKey } from './fixtures/gen.js'
@@ -77,7 +79,7 @@ interface Seen {
 }
 
 /** Replays everything, checking each batch is a whole generated unit; returns them. */
-async function verify(dir: string, backend: BackendName, readOnly: boolean, where: string): Promise<Seen[]> {
+async function verify(dir: string, backend: BackendName, readOnly: boolean, where: string, maxValue?: number): Promise<Seen[]> {
   const wal = await WriteAheadLog.open(dir, { backend, readOnly })
   const seen: Seen[] = []
   try {
@@ -85,7 +87,7 @@ async function verify(dir: string, backend: BackendName, readOnly: boolean, wher
     for await (const b of wal.replayBatches({ from: 0 })) {
       const id = parseKey(b.entries[0].key)
       assert.ok(id, `${where}: batch ${b.first} has a generated key`)
-      const u = genUnit(SEED, id!.cycle, id!.n)
+      const u = genUnit(SEED, id!.cycle, id!.n, maxValue)
       const want: PlainBatch = {
         first: b.first,
         last: b.first + u.ops.length - 1,
@@ -103,10 +105,18 @@ async function verify(dir: string, backend: BackendName, readOnly: boolean, wher
   return seen
 }
 
-for (const backend of BACKENDS) {
-  test(`${backend}: SIGKILL during sync: 'always' appends never loses an acknowledged append nor shows a partial batch`, async () => {
+interface Shape {
+  cycles: number
+  seed: number
+  segmentSize: (rand: () => number) => number
+  maxValue?: number
+}
+
+async function killCycles(backend: BackendName, shape: Shape): Promise<void> {
+  {
+    const { cycles: CYCLES, maxValue } = shape
     const dir = tmpDir(`sigkill-${backend}`)
-    const rand = prng(backend === 'native' ? 9001 : 9002)
+    const rand = prng(shape.seed)
     const acked = new Map<string, Ack>() // "cycle/n" -> ack
     let totalAcks = 0
     let prevVisibleMax = 0
@@ -117,8 +127,9 @@ for (const backend of BACKENDS) {
         seed: SEED,
         cycle,
         inflight: 1 + (rand() % 8),
-        segmentSize: 4096 * (1 + (rand() % 4)),
+        segmentSize: shape.segmentSize(rand),
         preallocate: cycle % 2 === 0,
+        maxValue,
       }
       // Every third run is killed at a random time after spawn: during startup, open and
       // its repair, or soon after.
@@ -130,14 +141,14 @@ for (const backend of BACKENDS) {
       for (const a of r.acks) {
         assert.is(a.cycle, cycle)
         assert.ok(a.first > prevVisibleMax, `${where}: acknowledged LSN ${a.first} not reused (previous maximum ${prevVisibleMax})`)
-        assert.is(a.last - a.first + 1, genUnit(SEED, cycle, a.n).ops.length, `${where}: batch of n ops gets n consecutive LSNs`)
+        assert.is(a.last - a.first + 1, genUnit(SEED, cycle, a.n, maxValue).ops.length, `${where}: batch of n ops gets n consecutive LSNs`)
         acked.set(`${a.cycle}/${a.n}`, a)
       }
       totalAcks += r.acks.length
 
       // Read-only first (modifies nothing), then a default writable open that repairs.
       for (const readOnly of [true, false]) {
-        const seen = await verify(dir, readOnly ? (backend === 'native' ? 'js' : 'native') : backend, readOnly, `${where}${readOnly ? ' readOnly' : ''}`)
+        const seen = await verify(dir, readOnly ? (backend === 'native' ? 'js' : 'native') : backend, readOnly, `${where}${readOnly ? ' readOnly' : ''}`, maxValue)
         const byId = new Map(seen.map((s) => [`${s.cycle}/${s.n}`, s]))
         assert.is(byId.size, seen.length, `${where}: each unit appears once`)
         for (const [id, a] of acked) {
@@ -153,7 +164,22 @@ for (const backend of BACKENDS) {
       }
     }
     assert.ok(totalAcks >= CYCLES, `enough acknowledged appends to mean something (${totalAcks})`)
-  })
+    if (shape.maxValue) {
+      // The run went past the first preallocation step of a segment: extensions ran.
+      const sizes = fs.readdirSync(dir).filter((n) => n.endsWith('.wal')).map((n) => fs.statSync(join(dir, n)).size)
+      assert.ok(Math.max(...sizes) > PREALLOCATE_STEP, `a segment grew past ${PREALLOCATE_STEP} bytes (sizes ${sizes.join(', ')})`)
+    }
+  }
+}
+
+for (const backend of BACKENDS) {
+  test(`${backend}: SIGKILL during sync: 'always' appends never loses an acknowledged append nor shows a partial batch`, () =>
+    killCycles(backend, { cycles: CYCLES, seed: backend === 'native' ? 9001 : 9002, segmentSize: (rand) => 4096 * (1 + (rand() % 4)) }))
+
+  // Segments larger than one preallocation step: zeros are appended ahead of the records on
+  // the thread pool while they are written, and rotations cut segments after an extension.
+  test(`${backend}: SIGKILL while zeros are appended ahead of the records (8-12 MiB segments, values up to 256 KiB) loses no acknowledged append`, () =>
+    killCycles(backend, { cycles: 8, seed: backend === 'native' ? 9101 : 9102, segmentSize: (rand) => (8 + (rand() % 5)) * 1024 * 1024, maxValue: 256 * 1024 }))
 }
 
 test.run()
