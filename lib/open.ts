@@ -19,7 +19,7 @@ import { ReadOnlyView } from './read-only-view.js'
 import { channels } from './stats.js'
 import { cleanTail, cleanTailBlocking, planPointInTime, planTail, type RecoveryReport, type TailPlan } from './recovery.js'
 import { applyRecoveryPlan, findRemnants, hasRemnants, removeRemnants, type Remnants } from './repair.js'
-import { discardSpare, isSpareName, listSegments, preallocateStep, prepareSpare, prepareSpareSync, type SegmentRef, type Spare } from './segments.js'
+import { discardSpare, fsCall, isSpareName, listSegments, preallocateStep, prepareSpare, prepareSpareSync, type SegmentRef, type Spare } from './segments.js'
 
 /** An opened log: a writer (and its lock), or a read-only view. */
 export interface OpenedLog {
@@ -151,12 +151,12 @@ function needsNewSegment(plan: TailPlan): boolean {
   return !plan.segment || plan.maxLsn > plan.keptLsn
 }
 
-function finish(p: Prepared, plan: TailPlan, remnants: Remnants | undefined, segments: SegmentRef[], spare: Spare | undefined): OpenedLog {
+function finish(p: Prepared, plan: TailPlan, remnants: Remnants | undefined, segments: SegmentRef[], spare: Spare | undefined, tailSynced = false): OpenedLog {
   const base = { dir: p.dir, backend: p.backend, opts: p.opts, checkpointLsn: plan.checkpointLsn, report: plan.report }
   const r = plan.report
   if (channels.recovery.hasSubscribers && (r.truncatedBytes > 0 || r.droppedEntries > 0 || r.droppedBatches > 0)) channels.recovery.publish({ dir: p.dir, readOnly: !p.lock, ...r })
   if (!p.lock) return { ...base, logId: readLogId(p.dir), view: new ReadOnlyView(p.dir, p.backend, segments, plan, remnants) }
-  const state = applyRecoveryPlan(p.dir, p.backend, p.opts, segments, plan, spare)
+  const state = applyRecoveryPlan(p.dir, p.backend, p.opts, segments, plan, spare, tailSynced)
   const writer = new LogWriter(p.dir, p.backend, p.opts, state)
   try {
     const logId = ensureLogId(p.dir)
@@ -182,9 +182,26 @@ export async function openLog(dir: unknown, options: Options | undefined): Promi
     const clean = last ? await cleanTail(p.dir, last, p.backend, p.opts.recovery) : undefined
     const { plan, remnants, segments } = planOpen(p, clean)
     const spare = p.lock && needsNewSegment(plan) && p.opts.preallocate ? await prepareSpare(p.dir, p.backend, preallocateStep(p.opts.segmentSize)) : undefined
-    return finish(p, plan, remnants, segments, spare)
+    // The tail the writer continues in is synced on the thread pool, not on the event loop.
+    // (Only without a new segment, so there is no spare to release if it fails.)
+    let tailSynced = false
+    if (p.lock && plan.segment && !needsNewSegment(plan)) {
+      await syncTail(p, plan.segment)
+      tailSynced = true
+    }
+    return finish(p, plan, remnants, segments, spare, tailSynced)
   } catch (err) {
     failed(p, err)
+  }
+}
+
+async function syncTail(p: Prepared, seg: SegmentRef): Promise<void> {
+  const path = join(p.dir, seg.name)
+  const fd = await fsCall<number>((cb) => fs.open(path, 'r+', cb))
+  try {
+    await p.backend.fdatasync(fd)
+  } finally {
+    fs.close(fd, () => {})
   }
 }
 

@@ -200,7 +200,7 @@ function unlink(dir: string, name: string): void {
  * bytes that carried them are removed; otherwise the kept segment is cut and synced
  * first, then dropped segments are removed. Takes ownership of `spare`.
  */
-export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, spare: Spare | undefined): WriterState {
+export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, spare: Spare | undefined, tailSynced = false): WriterState {
   const drop = [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]
   const prealloc = opts.preallocate ? preallocateStep(opts.segmentSize) : 0
   let fd: number | undefined
@@ -223,8 +223,11 @@ export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedO
       const path = join(dir, seg.name)
       fd = fs.openSync(path, 'r+')
       const size = fs.fstatSync(fd).size
-      if (plan.validEnd < plan.dataEnd || (!opts.preallocate && size !== plan.validEnd)) fs.ftruncateSync(fd, plan.validEnd)
-      backend.fdatasyncBlocking(fd)
+      const cut = plan.validEnd < plan.dataEnd || (!opts.preallocate && size !== plan.validEnd)
+      if (cut) fs.ftruncateSync(fd, plan.validEnd)
+      // Everything open accepts is durable before the first append (an async open synced the
+      // tail on the thread pool already, when there was nothing to cut).
+      if (cut || !tailSynced) backend.fdatasyncBlocking(fd)
       // What follows validEnd is zeros (preallocation) or nothing; the writer extends it.
       current = openedSegment({ name: seg.name, path, firstLsn: seg.firstLsn, prevLsn: plan.prevLsn, fd, size: fs.fstatSync(fd).size }, plan.validEnd)
       if (plan.validEnd === SEGMENT_HEADER_SIZE) lastLsn = Math.max(lastLsn, seg.firstLsn - 1)

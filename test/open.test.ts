@@ -7,11 +7,37 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog, WalError } from '../lib/index.js'
 import { jsBackend } from '../lib/js-backend.js'
+import { loadAddon } from '../lib/native-addon.js'
 import { BACKENDS, segmentFiles, tmpDir } from './helpers/util.js'
 import { openFails, writeLog } from './helpers/wal.js'
 
 for (const backend of BACKENDS) {
   const t = (name: string, fn: () => Promise<void>) => test(`[${backend}] ${name}`, fn)
+
+  t('an async open of an existing log syncs its tail on the thread pool, never with a blocking fdatasync on the event loop', async () => {
+    const dir = tmpDir()
+    const w = await WriteAheadLog.open(dir, { backend })
+    for (let i = 0; i < 10; i++) await w.append({ type: 'put', key: `k${i}`, value: 'v' })
+    await w.close()
+    const target = (backend === 'js' ? jsBackend : loadAddon().addon!) as { fdatasyncBlocking: (fd: number) => void }
+    const original = target.fdatasyncBlocking
+    let blocking = 0
+    target.fdatasyncBlocking = (fd: number) => {
+      blocking++
+      original(fd)
+    }
+    try {
+      const wal = await WriteAheadLog.open(dir, { backend })
+      assert.is(blocking, 0, 'no blocking fdatasync during open()')
+      assert.is(wal.durableLsn, 10)
+      await wal.close()
+      const sync = WriteAheadLog.openSync(dir, { backend })
+      assert.ok(blocking > 0, 'openSync syncs the tail on the calling thread (the counter works)')
+      sync.closeSync()
+    } finally {
+      target.fdatasyncBlocking = original
+    }
+  })
 
   // A relative path is resolved once, at open: segments created later go to the same
   // directory whatever the working directory is by then.
