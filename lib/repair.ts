@@ -229,7 +229,7 @@ export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedO
       // tail on the thread pool already, when there was nothing to cut).
       if (cut || !tailSynced) backend.fdatasyncBlocking(fd)
       // What follows validEnd is zeros (preallocation) or nothing; the writer extends it.
-      current = openedSegment({ name: seg.name, path, firstLsn: seg.firstLsn, prevLsn: plan.prevLsn, fd, size: fs.fstatSync(fd).size }, plan.validEnd)
+      current = openedSegment({ name: seg.name, path, firstLsn: seg.firstLsn, prevLsn: plan.prevLsn, fd, size: cut ? plan.validEnd : size }, plan.validEnd)
       if (plan.validEnd === SEGMENT_HEADER_SIZE) lastLsn = Math.max(lastLsn, seg.firstLsn - 1)
     }
     for (const d of drop) unlink(dir, d.name)

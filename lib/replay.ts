@@ -3,7 +3,6 @@
 // chunk plus the largest open batch. The sync and async iterators share the reader and
 // differ only in the driver (calling thread or thread pool).
 import { decodeEntry, type Encodings } from './encoding.js'
-import type { WalError } from './errors.js'
 import { LogReader, step, stepBlocking, type LogSource } from './log-reader.js'
 import type { Batch as RecordBatch, CursorOutput, Entry as RecordEntry, RawBatch } from './record-cursor.js'
 

@@ -8,7 +8,7 @@ import * as fs from 'node:fs'
 import { join, resolve } from 'node:path'
 import { WriteAheadLog, WalError, type Codec } from '../lib/index.js'
 import { BACKENDS, tmpDir } from './helpers/util.js'
-import { collect, openFails } from './helpers/wal.js'
+import { collect, openFails, rejectsWith } from './helpers/wal.js'
 
 interface Event {
   id: number
@@ -24,16 +24,11 @@ const dates: Codec<Date> = {
   decode: (b) => new Date(b.toString('utf8')),
 }
 
-async function rejectsWith(p: Promise<unknown>, code: string, re?: RegExp): Promise<WalError> {
-  try {
-    await p
-  } catch (err) {
-    assert.instance(err, WalError)
-    assert.is((err as WalError).code, code, (err as Error).message)
-    if (re) assert.match((err as Error).message, re)
-    return err as WalError
-  }
-  throw new Error('expected a rejection')
+/** Rejects with a WalError of `code` whose message matches `re`. */
+async function rejectsMatching(p: Promise<unknown>, code: string, re: RegExp): Promise<WalError> {
+  const err = await rejectsWith(p, code)
+  assert.match(err.message, re)
+  return err
 }
 
 for (const backend of BACKENDS) {
@@ -115,8 +110,8 @@ for (const backend of BACKENDS) {
     const dir = tmpDir()
     const wal = await WriteAheadLog.open(dir, { backend, keyEncoding: 'utf8', valueEncoding: dates })
     await wal.append({ type: 'put', key: 'ok', value: new Date(0) })
-    await rejectsWith(wal.append({ type: 'put', key: 'bad', value: new Date(NaN) }), 'WAL_INVALID', /append\(op\): value: the valueEncoding codec could not encode it: not a valid Date\. Nothing was written/)
-    const err = await rejectsWith(
+    await rejectsMatching(wal.append({ type: 'put', key: 'bad', value: new Date(NaN) }), 'WAL_INVALID', /append\(op\): value: the valueEncoding codec could not encode it: not a valid Date\. Nothing was written/)
+    const err = await rejectsMatching(
       wal.appendBatch([
         { type: 'put', key: 'b1', value: new Date(1) },
         { type: 'put', key: 'b2', value: 'nope' as unknown as Date },
@@ -136,17 +131,17 @@ for (const backend of BACKENDS) {
 
     // json: values with no JSON form, and cycles.
     const j = await WriteAheadLog.open(tmpDir(), { backend, valueEncoding: 'json' })
-    await rejectsWith(j.append({ type: 'put', key: 'k', value: undefined }), 'WAL_INVALID', /'json' could not encode it: undefined has no JSON form/)
+    await rejectsMatching(j.append({ type: 'put', key: 'k', value: undefined }), 'WAL_INVALID', /'json' could not encode it: undefined has no JSON form/)
     const cyclic: Record<string, unknown> = {}
     cyclic.self = cyclic
-    await rejectsWith(j.append({ type: 'put', key: 'k', value: cyclic }), 'WAL_INVALID', /'json' could not encode it: .*circular/i)
-    await rejectsWith(j.append({ type: 'put', key: 'k', value: 1n }), 'WAL_INVALID', /BigInt/)
+    await rejectsMatching(j.append({ type: 'put', key: 'k', value: cyclic }), 'WAL_INVALID', /'json' could not encode it: .*circular/i)
+    await rejectsMatching(j.append({ type: 'put', key: 'k', value: 1n }), 'WAL_INVALID', /BigInt/)
     assert.is(j.lastLsn, 0)
     await j.close()
 
     // A codec that returns something other than bytes.
     const bad = await WriteAheadLog.open(tmpDir(), { backend, valueEncoding: { encode: (n: number) => n as unknown as string, decode: (b: Buffer) => b.length } })
-    await rejectsWith(bad.append({ type: 'put', key: 'k', value: 5 }), 'WAL_INVALID', /returned number from encode; it must return a string or a Uint8Array/)
+    await rejectsMatching(bad.append({ type: 'put', key: 'k', value: 5 }), 'WAL_INVALID', /returned number from encode; it must return a string or a Uint8Array/)
     assert.is(bad.lastLsn, 0)
     await bad.close()
   })
@@ -160,7 +155,7 @@ for (const backend of BACKENDS) {
     const wal = await WriteAheadLog.open(dir, { backend, valueEncoding: 'json' })
     const it = wal.replay()
     assert.equal((await it.next()).value, { lsn: 1, type: 'put', key: Buffer.from('a'), value: { ok: true } })
-    await rejectsWith(it.next(), 'WAL_INVALID', /The value of LSN 2 could not be decoded by 'json'.*open it with the encoding that wrote it/)
+    await rejectsMatching(it.next(), 'WAL_INVALID', /The value of LSN 2 could not be decoded by 'json'.*open it with the encoding that wrote it/)
     assert.equal(await it.next(), { value: undefined, done: true })
     const sync = wal.replaySync()
     assert.is(sync.next().value?.lsn, 1)

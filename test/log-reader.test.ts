@@ -8,41 +8,9 @@ import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { WriteAheadLog, WalError } from '../lib/index.js'
+import { WriteAheadLog } from '../lib/index.js'
 import { BACKENDS, segmentFiles, tmpDir } from './helpers/util.js'
-import { collect } from './helpers/wal.js'
-
-async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string): Promise<WalError> {
-  try {
-    await (typeof p === 'function' ? p() : p)
-  } catch (err) {
-    assert.instance(err, WalError)
-    assert.is((err as WalError).code, code, (err as Error).message)
-    return err as WalError
-  }
-  throw new assert.Assertion({ message: `expected ${code}`, generated: false, operator: 'rejects' })
-}
-const rejects = rejectsWith
-
-function throws(fn: () => unknown, code: string): WalError {
-  try {
-    fn()
-  } catch (e) {
-    assert.instance(e, WalError)
-    assert.is((e as WalError).code, code, (e as Error).message)
-    return e as WalError
-  }
-  throw new assert.Assertion({ message: `expected ${code}, it returned`, operator: 'throws' })
-}
-
-/** A closed log of `n` 200-byte puts across 4 KiB segments. */
-function writeSegments(backend: string, n: number): string {
-  const dir = tmpDir()
-  const wal = WriteAheadLog.openSync(dir, { backend: backend as 'js', segmentSize: 4096, preallocate: false })
-  for (let i = 1; i <= n; i++) wal.appendSync({ type: 'put', key: `k${i}`, value: 'v'.repeat(200) })
-  wal.closeSync()
-  return dir
-}
+import { collect, rejectsWith, throws, writeSegments } from './helpers/wal.js'
 
 for (const backend of BACKENDS) {
   const t = (name: string, fn: () => Promise<void>) => test(`[${backend}] ${name}`, fn)
@@ -74,7 +42,7 @@ for (const backend of BACKENDS) {
     assert.ok(segs.length >= 4)
     fs.unlinkSync(join(dir, segs[1]))
     const wal = await WriteAheadLog.open(dir, opts)
-    const err = await rejects(collect(wal.replay({ from: 0 })), 'WAL_CORRUPT')
+    const err = await rejectsWith(collect(wal.replay({ from: 0 })), 'WAL_CORRUPT')
     assert.is(err.segment, segs[2])
     throws(() => [...wal.replaySync({ from: 0 })], 'WAL_CORRUPT')
     await wal.close()
@@ -87,7 +55,7 @@ for (const backend of BACKENDS) {
     const segs = segmentFiles(dir)
     fs.unlinkSync(join(dir, segs[0]))
     const wal = await WriteAheadLog.open(dir, opts)
-    const err = await rejects(collect(wal.replay()), 'WAL_CORRUPT')
+    const err = await rejectsWith(collect(wal.replay()), 'WAL_CORRUPT')
     assert.is(err.segment, segs[1])
     await wal.close()
   })
@@ -100,7 +68,7 @@ for (const backend of BACKENDS) {
     assert.is(wal.firstLsn, 1)
     await wal.checkpoint(60)
     assert.ok(wal.firstLsn > 1 && wal.firstLsn <= 61, `firstLsn ${wal.firstLsn}`)
-    const err = await rejects(collect(wal.replay({ from: 1 })), 'WAL_GONE')
+    const err = await rejectsWith(collect(wal.replay({ from: 1 })), 'WAL_GONE')
     assert.is(err.firstLsn, wal.firstLsn)
     throws(() => [...wal.replaySync({ from: 1 })], 'WAL_GONE')
     // From firstLsn itself, and from 0 (everything retained), replay works.
@@ -123,14 +91,14 @@ for (const backend of BACKENDS) {
     const mid = segs[1]
     fs.renameSync(join(dir, mid), join(dir, 'moved'))
     fs.mkdirSync(join(dir, mid))
-    const err = await rejects(collect(wal.replay({ from: 0 })), 'WAL_IO')
+    const err = await rejectsWith(collect(wal.replay({ from: 0 })), 'WAL_IO')
     assert.match(err.message, /replay/)
     // The hint fits a read (the log goes on), not a failed write.
     assert.not.match(err.message, /refuses further appends/)
     assert.match(err.message, /log was not changed/)
     fs.rmdirSync(join(dir, mid))
     fs.writeFileSync(join(dir, mid), 'hello, this is not a segment but it is long enough to hold a header')
-    const foreign = await rejects(collect(wal.replay({ from: 0 })), 'WAL_CORRUPT')
+    const foreign = await rejectsWith(collect(wal.replay({ from: 0 })), 'WAL_CORRUPT')
     assert.is(foreign.segment, mid)
     assert.match(foreign.message, /not a fastwal segment/)
     assert.not.match(foreign.message, /acknowledged as durable/)

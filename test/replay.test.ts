@@ -5,21 +5,10 @@
 // is on disk.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { WriteAheadLog, WalError, type Entry } from '../lib/index.js'
+import { WriteAheadLog, type Entry } from '../lib/index.js'
 import type { Backend } from '../lib/backend.js'
 import { BACKENDS, tmpDir } from './helpers/util.js'
-import { collect } from './helpers/wal.js'
-
-async function rejects(p: Promise<unknown>, code: string): Promise<WalError> {
-  try {
-    await p
-  } catch (e) {
-    assert.instance(e, WalError)
-    assert.is((e as WalError).code, code, (e as Error).message)
-    return e as WalError
-  }
-  throw new assert.Assertion({ message: `expected ${code}, it resolved`, operator: 'rejects' })
-}
+import { collect, rejectsWith } from './helpers/wal.js'
 
 for (const backend of BACKENDS) {
   const t = (name: string, fn: () => Promise<void>) => test(`[${backend}] ${name}`, fn)
@@ -83,11 +72,11 @@ for (const backend of BACKENDS) {
       throw Object.assign(new Error('EIO: simulated'), { code: 'EIO', syscall: 'write' })
     }
     try {
-      await rejects(wal.append({ type: 'put', key: 'lost', value: 'v' }), 'WAL_IO')
+      await rejectsWith(wal.append({ type: 'put', key: 'lost', value: 'v' }), 'WAL_IO')
     } finally {
       impl.write = write
     }
-    await rejects(wal.append({ type: 'put', key: 'later', value: 'v' }), 'WAL_FAILED')
+    await rejectsWith(wal.append({ type: 'put', key: 'later', value: 'v' }), 'WAL_FAILED')
     const keys = (await collect(wal.replay({ from: 0 }))).map((e) => e.key.toString())
     assert.equal(keys, ['k1', 'k2', 'k3', 'k4', 'k5'])
     assert.equal([...wal.replaySync({ from: 0 })].length, 5)

@@ -13,39 +13,7 @@ import { crc32cJs } from '../lib/crc32c.js'
 import { MAX_LSN, encodeSegmentHeader, segmentName } from '../lib/format.js'
 import { BACKENDS, backendImpl, prng, randomBytes, segmentFiles, tmpDir } from './helpers/util.js'
 import { replayEntriesSync } from '../lib/replay.js'
-import { code, codeOf, collect } from './helpers/wal.js'
-
-async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string): Promise<WalError> {
-  try {
-    await (typeof p === 'function' ? p() : p)
-  } catch (err) {
-    assert.instance(err, WalError)
-    assert.is((err as WalError).code, code, (err as Error).message)
-    return err as WalError
-  }
-  throw new assert.Assertion({ message: `expected ${code}`, generated: false, operator: 'rejects' })
-}
-const rejects = rejectsWith
-
-function throws(fn: () => unknown, code: string): WalError {
-  try {
-    fn()
-  } catch (e) {
-    assert.instance(e, WalError)
-    assert.is((e as WalError).code, code, (e as Error).message)
-    return e as WalError
-  }
-  throw new assert.Assertion({ message: `expected ${code}, it returned`, operator: 'throws' })
-}
-
-/** A closed log of `n` 200-byte puts across 4 KiB segments. */
-function writeSegments(backend: string, n: number): string {
-  const dir = tmpDir()
-  const wal = WriteAheadLog.openSync(dir, { backend: backend as 'js', segmentSize: 4096, preallocate: false })
-  for (let i = 1; i <= n; i++) wal.appendSync({ type: 'put', key: `k${i}`, value: 'v'.repeat(200) })
-  wal.closeSync()
-  return dir
-}
+import { code, codeOf, collect, rejectsWith, throws, writeSegments } from './helpers/wal.js'
 
 function openFds(): number {
   return fs.readdirSync('/proc/self/fd').length
@@ -397,7 +365,7 @@ for (const backend of BACKENDS) {
     assert.ok(openFds() >= before + 100)
     await wal.close()
     assert.ok(openFds() <= before - 1, `${openFds()} fds open after close, ${before} with the log open`)
-    await rejects(its[0].next(), 'WAL_CLOSED')
+    await rejectsWith(its[0].next(), 'WAL_CLOSED')
     throws(() => sync[0].next(), 'WAL_CLOSED')
   })
 

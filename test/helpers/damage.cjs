@@ -14,6 +14,12 @@ function segments(dir) {
   return fs.readdirSync(dir).filter((n) => /^\d{20}\.wal$/.test(n)).sort()
 }
 
+/** The path of segment `i` of `dir` (negative: counted from the last). */
+function segmentPath(dir, i) {
+  const s = segments(dir)
+  return path.join(dir, s[i < 0 ? s.length + i : i])
+}
+
 /** [start, end) of each record in a segment's bytes, up to the first zero run or the end. */
 function records(buf) {
   const out = []
@@ -49,17 +55,15 @@ const DAMAGE = [
     name: 'preallocated zero tail after the last record',
     kind: 'clean',
     apply(dir) {
-      const s = segments(dir)
-      fs.appendFileSync(path.join(dir, s[s.length - 1]), Buffer.alloc(64 * 1024))
+      fs.appendFileSync(segmentPath(dir, -1), Buffer.alloc(64 * 1024))
     },
   },
   {
     name: 'zeros after a finished segment, and a last segment left with only its header (a power cut after a rotation)',
     kind: 'clean',
     apply(dir) {
-      const s = segments(dir)
-      fs.appendFileSync(path.join(dir, s[s.length - 2]), Buffer.alloc(100 * 1024))
-      fs.truncateSync(path.join(dir, s[s.length - 1]), SEGMENT_HEADER)
+      fs.appendFileSync(segmentPath(dir, -2), Buffer.alloc(100 * 1024))
+      fs.truncateSync(segmentPath(dir, -1), SEGMENT_HEADER)
     },
   },
   {
@@ -67,8 +71,7 @@ const DAMAGE = [
     kind: 'cuts it (torn tail)',
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
-      const s = segments(dir)
-      const f = path.join(dir, s[s.length - 1])
+      const f = segmentPath(dir, -1)
       fs.truncateSync(f, fs.statSync(f).size - 7)
     },
   },
@@ -77,8 +80,7 @@ const DAMAGE = [
     kind: 'cuts it (torn tail)',
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
-      const s = segments(dir)
-      fs.truncateSync(path.join(dir, s[s.length - 1]), 20)
+      fs.truncateSync(segmentPath(dir, -1), 20)
     },
   },
   {
@@ -86,10 +88,9 @@ const DAMAGE = [
     kind: 'cuts it (torn tail)',
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
-      const s = segments(dir)
       const junk = Buffer.alloc(300)
       for (let i = 0; i < junk.length; i++) junk[i] = (i * 131 + 7) & 0xff
-      fs.appendFileSync(path.join(dir, s[s.length - 1]), junk)
+      fs.appendFileSync(segmentPath(dir, -1), junk)
     },
   },
   {
@@ -97,8 +98,7 @@ const DAMAGE = [
     kind: 'cuts it (torn tail)',
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
-      const s = segments(dir)
-      fs.appendFileSync(path.join(dir, s[s.length - 1]), Buffer.concat([Buffer.alloc(200), Buffer.from('not a record, not zeros')]))
+      fs.appendFileSync(segmentPath(dir, -1), Buffer.concat([Buffer.alloc(200), Buffer.from('not a record, not zeros')]))
     },
   },
   {
@@ -106,8 +106,7 @@ const DAMAGE = [
     kind: 'cuts it (torn tail)',
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
-      const s = segments(dir)
-      const f = path.join(dir, s[s.length - 1])
+      const f = segmentPath(dir, -1)
       const b = fs.readFileSync(f)
       const [start, end] = records(b)[0]
       fs.appendFileSync(f, b.subarray(start, end))
@@ -118,8 +117,7 @@ const DAMAGE = [
     kind: 'cuts it (torn tail)',
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
-      const s = segments(dir)
-      const f = path.join(dir, s[s.length - 1])
+      const f = segmentPath(dir, -1)
       const r = records(fs.readFileSync(f))
       flip(f, r[r.length - 1][0] + RECORD_HEADER + 1)
     },
@@ -129,8 +127,7 @@ const DAMAGE = [
     kind: 'refuses (WAL_CORRUPT)',
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
-      const s = segments(dir)
-      const f = path.join(dir, s[s.length - 1])
+      const f = segmentPath(dir, -1)
       flip(f, records(fs.readFileSync(f))[0][0] + RECORD_HEADER + 1)
     },
   },
@@ -139,7 +136,7 @@ const DAMAGE = [
     kind: 'replay stops there (WAL_CORRUPT)',
     at: (segs) => segs[0],
     apply(dir) {
-      const f = path.join(dir, segments(dir)[0])
+      const f = segmentPath(dir, 0)
       const r = records(fs.readFileSync(f))
       flip(f, r[Math.floor(r.length / 2)][0] + 9)
     },
@@ -149,7 +146,7 @@ const DAMAGE = [
     kind: 'replay stops there (WAL_CORRUPT)',
     at: (segs) => segs[0],
     apply(dir) {
-      flip(path.join(dir, segments(dir)[0]), 10)
+      flip(segmentPath(dir, 0), 10)
     },
   },
   {
@@ -157,7 +154,7 @@ const DAMAGE = [
     kind: 'replay stops there (WAL_CORRUPT)',
     at: (segs) => segs[0],
     apply(dir) {
-      const f = path.join(dir, segments(dir)[0])
+      const f = segmentPath(dir, 0)
       fs.truncateSync(f, fs.statSync(f).size - 3)
     },
   },
@@ -166,7 +163,7 @@ const DAMAGE = [
     kind: 'replay stops there (WAL_CORRUPT)',
     at: (segs) => segs[2],
     apply(dir) {
-      fs.unlinkSync(path.join(dir, segments(dir)[1]))
+      fs.unlinkSync(segmentPath(dir, 1))
     },
   },
   {
@@ -174,8 +171,7 @@ const DAMAGE = [
     kind: 'replay stops there (WAL_CORRUPT)',
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
-      const s = segments(dir)
-      fs.unlinkSync(path.join(dir, s[s.length - 2]))
+      fs.unlinkSync(segmentPath(dir, -2))
     },
   },
   {
@@ -183,9 +179,8 @@ const DAMAGE = [
     kind: 'refuses (WAL_CORRUPT)',
     at: (segs) => segs[segs.length - 1],
     apply(dir) {
-      const s = segments(dir)
-      fs.truncateSync(path.join(dir, s[s.length - 1]), SEGMENT_HEADER)
-      fs.unlinkSync(path.join(dir, s[s.length - 2]))
+      fs.truncateSync(segmentPath(dir, -1), SEGMENT_HEADER)
+      fs.unlinkSync(segmentPath(dir, -2))
     },
   },
 ]

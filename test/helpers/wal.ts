@@ -10,6 +10,30 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   return out
 }
 
+/** `p` (or what `p()` returns or throws) must reject with a WalError of `code`; returns it. */
+export async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string): Promise<WalError> {
+  try {
+    await (typeof p === 'function' ? p() : p)
+  } catch (err) {
+    assert.instance(err, WalError)
+    assert.is((err as WalError).code, code, (err as Error).message)
+    return err as WalError
+  }
+  throw new assert.Assertion({ message: `expected ${code}`, generated: false, operator: 'rejects' })
+}
+
+/** `fn` must throw a WalError of `code`; returns it. */
+export function throws(fn: () => unknown, code: string): WalError {
+  try {
+    fn()
+  } catch (e) {
+    assert.instance(e, WalError)
+    assert.is((e as WalError).code, code, (e as Error).message)
+    return e as WalError
+  }
+  throw new assert.Assertion({ message: `expected ${code}, it returned`, operator: 'throws' })
+}
+
 /** Runs fn, which must throw a WalError with `code`; returns it. */
 export function openFails(fn: () => unknown, code: string): WalError {
   try {
@@ -51,4 +75,9 @@ export function writeLog(backend: BackendName, opts: object, n: number, value: s
   for (let i = 1; i <= n; i++) w.appendSync({ type: 'put', key: `k${i}`, value })
   w.closeSync()
   return dir
+}
+
+/** A closed log of `n` 200-byte puts across 4 KiB segments. */
+export function writeSegments(backend: BackendName, n: number): string {
+  return writeLog(backend, { segmentSize: 4096, preallocate: false }, n, 'v'.repeat(200))
 }
