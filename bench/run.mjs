@@ -154,7 +154,8 @@ if (mount.type === 'overlay') warnings.push(`note: ${dataDir} is on overlayfs; s
 const S = opts.scale
 const n = (base, min) => Math.max(min, Math.round(base * S))
 const A_RECORDS = Math.max(1000, Math.round((200_000 * S) / 100) * 100)
-const B_RECORDS = n(20_000, 512)
+const B_RECORDS = n(100_000, 512)
+const B_WARMUP = n(10_000, 256)
 const C_RECORDS = n(500_000, 5000)
 const D_RECORDS = n(1_000_000, 10_000)
 const L_RECORDS = n(20_000, 2_000)
@@ -254,9 +255,9 @@ const WORKLOADS = {
     ],
   },
   B: {
-    title: `B: ${B_RECORDS.toLocaleString('en')} durable single appends, 256 in flight (a new one starts when one resolves)`,
+    title: `B: ${B_RECORDS.toLocaleString('en')} durable single appends, 256 in flight (a new one starts when one resolves), after ${B_WARMUP.toLocaleString('en')} untimed`,
     variants: ['native', 'js', ...RAW, 'lmdb'],
-    job: { records: B_RECORDS, inflight: 256 },
+    job: { records: B_RECORDS, inflight: 256, warmup: B_WARMUP },
     columns: [
       ['recordsPerSec', 'records/s', rate],
       ['appendP50Ms', 'append p50 ms', ms],

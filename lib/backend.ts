@@ -15,6 +15,13 @@ export interface ScanChunk {
   index: Float64Array
 }
 
+export interface NonZero {
+  /** Offset of the first non-zero byte, or -1. */
+  at: number
+  /** Where reading stopped: the end of the file when at is -1. */
+  end: number
+}
+
 export interface Backend {
   readonly kind: 'native' | 'js'
 
@@ -39,6 +46,11 @@ export interface Backend {
   writeBlocking(fd: number, buf: Uint8Array, offset: number, length: number, position: number): void
   fdatasync(fd: number): Promise<void>
   fdatasyncBlocking(fd: number): void
+  // From `position` to the end of the file: the offset of the first non-zero byte (-1 if
+  // only zeros follow) and where reading stopped. One trip to the thread pool however long
+  // the zeros run, through one reused chunk.
+  findNonZero(fd: number, position: number): Promise<NonZero>
+  findNonZeroBlocking(fd: number, position: number): NonZero
   zeroFill(fd: number, offset: number, length: number): Promise<void>
   zeroFillBlocking(fd: number, offset: number, length: number): void
 }

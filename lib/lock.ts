@@ -9,7 +9,9 @@
 //    process dies. If the file system refuses flock on a directory (some network file
 //    systems), the LOCK file's lock below is the OS lock.
 //  - On Linux, with or without the addon: an abstract-namespace Unix socket named after the
-//    directory's device and inode, '\0fastwal-lock:<dev>:<ino>', bound synchronously. The
+//    directory's device and inode, '\0fastwal-lock:<dev>:<ino>', bound synchronously (by the
+//    addon, under each address a Node may bind for that name; without it, by node:net, which
+//    is loaded only then because it costs milliseconds at start-up). The
 //    kernel refuses a second bind of the name (in this process or another, in the same
 //    network namespace) and frees it when the process dies, SIGKILL included; no file is
 //    involved. Processes with and without the addon take it alike, so they exclude each other.
@@ -36,7 +38,7 @@
 // by an earlier process with the same pid (a restarted container's pid 1) is told apart from
 // one held by another thread of this process.
 import * as fs from 'node:fs'
-import * as net from 'node:net'
+import type * as net from 'node:net'
 import { join } from 'node:path'
 import { WalError, ioError } from './errors.js'
 import { loadAddon, type NativeAddon } from './native-addon.js'
@@ -147,9 +149,49 @@ function unlinkQuietly(path: string): void {
 
 // --- Abstract-namespace socket (Linux) ------------------------------------------------------
 
+/** A held abstract name; close() frees it. */
+interface AbstractClaim {
+  close(): void
+}
+
+/** sockaddr_un.sun_path on Linux. */
+const SUN_PATH = 108
+
+/**
+ * Claims the abstract socket name `name` (leading NUL included) now: a claim, null if another
+ * socket holds it, or undefined if this platform or Node cannot bind abstract names.
+ *
+ * The addon binds both addresses a Node may use for the name: Node 20's libuv binds the whole
+ * 108-byte sun_path, NUL-padded (as /proc/net/unix shows); a libuv that counts only the name's
+ * bytes, as most programs do, binds the exact address. A writer with the addon thus excludes
+ * writers without it whichever way their Node binds.
+ */
+function claimAbstract(name: string, addon: NativeAddon | undefined): AbstractClaim | null | undefined {
+  if (typeof addon?.bindAbstract === 'function') {
+    const exact = Buffer.from(name, 'latin1')
+    const padded = Buffer.alloc(SUN_PATH)
+    exact.copy(padded)
+    const fds: number[] = []
+    try {
+      for (const address of [exact, padded]) {
+        const fd = addon.bindAbstract(address)
+        if (fd < 0) return null
+        fds.push(fd)
+      }
+    } finally {
+      if (fds.length < 2) for (const fd of fds) closeQuietly(fd)
+    }
+    return { close: () => fds.forEach((fd) => fs.closeSync(fd)) }
+  }
+  if (!canUseAbstractSockets()) return undefined
+  return listenAbstract(name) ?? null
+}
+
 /** Binds and listens on `name` now, or returns undefined (name taken, or no such sockets). */
 function listenAbstract(name: string): net.Server | undefined {
-  const server = net.createServer((conn) => conn.destroy())
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createServer } = require('node:net') as typeof net
+  const server = createServer((conn) => conn.destroy())
   // A failed bind closes the handle at once and leaves `listening` false; the error itself is
   // emitted on the next tick, and must not become an uncaught exception.
   server.on('error', () => {})
@@ -329,10 +371,10 @@ export function acquireLock(dir: string, env: LockEnvironment = {}): DirLock {
       }
     }
 
-    if (platform === 'linux' && canUseAbstractSockets()) {
-      const server = listenAbstract(`\0fastwal-lock:${key}`)
-      if (!server) throw new Taken(holderFromFile())
-      undo.push(() => server.close())
+    const claim = platform === 'linux' ? claimAbstract(`\0fastwal-lock:${key}`, addon) : undefined
+    if (claim === null) throw new Taken(holderFromFile())
+    if (claim) {
+      undo.push(() => claim.close())
       // LOCK informs (and, with the addon, is flocked too: see the top of this file).
       const fd = fs.openSync(lockPath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
       undo.push(() => fs.closeSync(fd))

@@ -10,7 +10,7 @@ import type { Backend } from './backend.js'
 import { WalError, ioError } from './errors.js'
 import { SEGMENT_HEADER_SIZE, decodeSegmentHeader } from './format.js'
 import { RecordCursor, type CursorOutput } from './record-cursor.js'
-import { SegmentReader, openSegment, openSegmentBlocking, type OpenedSegment, type ReadRequest } from './record-reader.js'
+import { SegmentReader, openSegment, openSegmentBlocking, read, readBlocking, type OpenedSegment, type ReadRequest, type ReadResult } from './record-reader.js'
 import { readPrevLsn, type SegmentRef } from './segments.js'
 
 /** What a reader needs to know about the log it reads. */
@@ -136,7 +136,7 @@ export class LogReader {
       const req = r.next()
       if (req) {
         // Bytes the writer of this process has just written need no read: scanned here.
-        const recent = this.src.recentBytes?.(this.seg!.name, req.position, req.buf.length)
+        const recent = req.zeros ? undefined : this.src.recentBytes?.(this.seg!.name, req.position, req.buf.length)
         if (!recent) return { read: req }
         const scan = this.src.backend.scan(recent, 0, recent.length)
         r.accept({ fd: req.fd, buf: recent, position: req.position }, { ...scan, bytes: recent.length })
@@ -273,7 +273,7 @@ export class LogReader {
   }
 
   /** Takes a chunk read for step()'s request. */
-  accept(req: ReadRequest, chunk: Parameters<SegmentReader['accept']>[1]): void {
+  accept(req: ReadRequest, chunk: ReadResult): void {
     if (this.failure) throw this.failure
     if (this.reader?.fd !== req.fd) return // the segment was closed meanwhile (return() or close)
     this.reader.accept(req, chunk)
@@ -380,7 +380,7 @@ export function stepBlocking(reader: LogReader, backend: Backend, dir: string): 
   }
   let chunk
   try {
-    chunk = backend.readScanBlocking(s.read.fd, s.read.buf, s.read.position)
+    chunk = readBlocking(backend, s.read)
   } catch (err) {
     throw readError(err, 'Reading a segment for replay', dir)
   }
@@ -405,7 +405,7 @@ export async function step(reader: LogReader, backend: Backend, dir: string): Pr
   }
   let chunk
   try {
-    chunk = await backend.readScan(s.read.fd, s.read.buf, s.read.position)
+    chunk = await read(backend, s.read)
   } catch (err) {
     throw readError(err, 'Reading a segment for replay', dir)
   }

@@ -75,9 +75,13 @@ export interface NativeAddon {
   fdatasync(fd: number): Promise<void>
   fdatasyncBlocking(fd: number): void
   zeroFill(fd: number, offset: number, length: number): Promise<void>
+  findNonZero(fd: number, position: number): Promise<[number, number]>
+  findNonZeroBlocking(fd: number, position: number): [number, number]
   zeroFillBlocking(fd: number, offset: number, length: number): void
   tryLock(fd: number): boolean
   unlock(fd: number): void
+  /** Linux: the fd of a socket bound to this abstract address (leading NUL included), or -1 if taken. */
+  bindAbstract(name: Uint8Array): number
 }
 
 /** The package root: the nearest directory above this file that holds binding.gyp. */

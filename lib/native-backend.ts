@@ -1,10 +1,14 @@
-import type { Backend, ScanChunk } from './backend.js'
+import type { Backend, NonZero, ScanChunk } from './backend.js'
 import type { NativeAddon } from './native-addon.js'
 
 type RawScan = [number, number, number, number, Float64Array]
 
 function chunk(r: RawScan): ScanChunk {
   return { bytes: r[0], status: r[1], stop: r[2], need: r[3], index: r[4] }
+}
+
+function nonZero(r: [number, number]): NonZero {
+  return { at: r[0], end: r[1] }
 }
 
 /** The C++ hot path (native/): encoding, CRC32C, write+fdatasync and read+scan. */
@@ -23,6 +27,8 @@ export function nativeBackend(addon: NativeAddon): Backend {
     writeBlocking: addon.writeBlocking,
     fdatasync: addon.fdatasync,
     fdatasyncBlocking: addon.fdatasyncBlocking,
+    findNonZero: (fd, position) => addon.findNonZero(fd, position).then(nonZero),
+    findNonZeroBlocking: (fd, position) => nonZero(addon.findNonZeroBlocking(fd, position)),
     zeroFill: addon.zeroFill,
     zeroFillBlocking: addon.zeroFillBlocking,
   }

@@ -12,7 +12,7 @@
 // The reader is a state machine (next() says what to read, accept() takes it), so the
 // blocking and the promise drivers below share every decision.
 import * as fs from 'node:fs'
-import type { Backend, ScanChunk } from './backend.js'
+import type { Backend, NonZero, ScanChunk } from './backend.js'
 import { IX_LSN, IX_MARK, IX_POS, IX_STRIDE, RECORD_HEADER_SIZE, SCAN_END, SCAN_NEED_MORE, SCAN_ZERO, SEGMENT_HEADER_SIZE } from './format.js'
 import type { RecordCursor } from './record-cursor.js'
 
@@ -20,7 +20,24 @@ export interface ReadRequest {
   fd: number
   buf: Buffer
   position: number
+  /** Find the first non-zero byte from `position` to the end of the file instead (buf unused). */
+  zeros?: boolean
 }
+
+/** What a read request gets: records scanned, or, for `zeros`, where the zeros end. */
+export type ReadResult = ScanChunk | NonZero
+
+/** Does `req` on the calling thread. */
+export function readBlocking(backend: Backend, req: ReadRequest): ReadResult {
+  return req.zeros ? backend.findNonZeroBlocking(req.fd, req.position) : backend.readScanBlocking(req.fd, req.buf, req.position)
+}
+
+/** Does `req` on the thread pool. */
+export function read(backend: Backend, req: ReadRequest): Promise<ReadResult> {
+  return req.zeros ? backend.findNonZero(req.fd, req.position) : backend.readScan(req.fd, req.buf, req.position)
+}
+
+const NO_BYTES = Buffer.alloc(0)
 
 export interface Damage {
   /** File offset of the damaged bytes. */
@@ -49,7 +66,6 @@ export class SegmentReader {
   // Chunks start small and grow while records fill them: a log of a few records reads a few
   // KiB, not a whole chunk of zeros (fresh memory costs a page fault per 4 KiB touched).
   private chunk: number
-  private zeroBuf: Buffer | undefined // zeros are checked and dropped: one buffer, reused
   private scratchBuf: Buffer | undefined
 
   /**
@@ -97,7 +113,8 @@ export class SegmentReader {
       }
       this.heldLsn = 0
     }
-    if (this.zeroCheck) return { fd: this.fd, buf: (this.zeroBuf ??= Buffer.allocUnsafe(ZERO_CHUNK)), position: this.pos }
+    // The rest of the file must be zeros: checked in one call, not chunk by chunk.
+    if (this.zeroCheck) return { fd: this.fd, buf: NO_BYTES, position: this.pos, zeros: true }
     const limit = this.limit()
     if (limit >= 0 && this.pos >= limit) {
       this.stopped = 'limit'
@@ -115,16 +132,16 @@ export class SegmentReader {
   }
 
   /** Takes the chunk read for `req`. A chunk shorter than asked for is the end of the file. */
-  accept(req: ReadRequest, chunk: ScanChunk): void {
-    const atEof = chunk.bytes < req.buf.length
-    if (this.zeroCheck) {
-      const got = req.buf.subarray(0, chunk.bytes)
-      const nz = firstNonZero(got)
-      if (nz < got.length) return this.fail(req.position + nz, 'Zeroed bytes before later data')
-      this.pos = req.position + chunk.bytes
-      if (atEof) this.stopped = 'end'
+  accept(req: ReadRequest, result: ReadResult): void {
+    if (req.zeros) {
+      const z = result as NonZero
+      if (z.at >= 0) return this.fail(z.at, 'Zeroed bytes before later data')
+      this.pos = z.end
+      this.stopped = 'end'
       return
     }
+    const chunk = result as ScanChunk
+    const atEof = chunk.bytes < req.buf.length
     const ix = chunk.index
     const row = this.cursor.consume(req.buf, ix, req.position)
     if (row >= 0) {
@@ -199,12 +216,12 @@ export class SegmentReader {
 
 /** Reads the segment to where the reader stops, on the calling thread. */
 export function readSegmentBlocking(reader: SegmentReader, backend: Backend): void {
-  for (let req = reader.next(); req; req = reader.next()) reader.accept(req, backend.readScanBlocking(req.fd, req.buf, req.position))
+  for (let req = reader.next(); req; req = reader.next()) reader.accept(req, readBlocking(backend, req))
 }
 
 /** Reads the segment to where the reader stops, each chunk on the thread pool. */
 export async function readSegment(reader: SegmentReader, backend: Backend): Promise<void> {
-  for (let req = reader.next(); req; req = reader.next()) reader.accept(req, await backend.readScan(req.fd, req.buf, req.position))
+  for (let req = reader.next(); req; req = reader.next()) reader.accept(req, await read(backend, req))
 }
 
 /** A segment file opened for reading: its size then, and its header bytes (fewer if the file is shorter). */
@@ -246,7 +263,6 @@ export async function openSegment(path: string, backend: Backend): Promise<Opene
 const ZEROS = Buffer.alloc(64 * 1024)
 const LIVE_CHUNK = 64 * 1024
 const FIRST_CHUNK = 64 * 1024
-const ZERO_CHUNK = 256 * 1024
 
 /** Index of the first non-zero byte of b, or b.length. Compares 64 KiB at a time. */
 function firstNonZero(b: Uint8Array): number {

@@ -507,6 +507,33 @@ bool JsReadScanBlocking(napi_env env, napi_callback_info info, napi_value* resul
   return ScanOutput(env, r.bytes, s, ix, result);
 }
 
+bool NonZeroOutput(napi_env env, int64_t at, uint64_t end, napi_value* result) {
+  napi_value v;
+  FW_NAPI(env, napi_create_array_with_length, 2, result);
+  if (!MakeDouble(env, static_cast<double>(at), &v)) return false;
+  FW_NAPI(env, napi_set_element, *result, 0, v);
+  if (!MakeDouble(env, static_cast<double>(end), &v)) return false;
+  FW_NAPI(env, napi_set_element, *result, 1, v);
+  return true;
+}
+
+// (fd, position)
+bool NonZeroArgs(napi_env env, const napi_value* argv, int* fd, uint64_t* position) {
+  return GetFd(env, argv[0], fd) && GetUint(env, argv[1], "position", kMaxSafe, position);
+}
+
+// findNonZeroBlocking(fd, position) -> [offset of the first non-zero byte or -1, end]
+bool JsFindNonZeroBlocking(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[2];
+  int fd = -1;
+  uint64_t position = 0, end = 0;
+  int64_t at = -1;
+  if (!Args(env, info, argv) || !NonZeroArgs(env, argv, &fd, &position)) return false;
+  const IoResult r = FindNonZero(fd, position, &at, &end);
+  if (r.err) return ThrowIoError(env, r);
+  return NonZeroOutput(env, at, end, result);
+}
+
 // One job type for every async call: it references the JS buffer it reads or writes until
 // it settles, runs one blocking call on the libuv pool and settles a promise. Only plain
 // C++ data crosses to the pool thread. The buffer is checked (attached, in range) before
@@ -514,7 +541,7 @@ bool JsReadScanBlocking(napi_env env, napi_callback_info info, napi_value* resul
 // (the TypeScript layer owns these buffers and never does).
 class Job {
  public:
-  enum Kind { kWrite, kWriteThenDataSync, kDataSync, kZeroFill, kReadScan };
+  enum Kind { kWrite, kWriteThenDataSync, kDataSync, kZeroFill, kReadScan, kFindNonZero };
 
   explicit Job(Kind kind) : kind_(kind) {}
 
@@ -551,7 +578,7 @@ class Job {
     try {
       job->Run();
     } catch (...) {
-      job->out_of_memory_ = true;  // the only thing Run can throw: the scan index's allocation
+      job->out_of_memory_ = true;  // the only thing Run can throw: the scan index's or zero check's allocation
     }
   }
 
@@ -571,6 +598,9 @@ class Job {
       case kReadScan:
         result_ = ReadFull(io.fd, io.data, io.len, io.position);
         if (!result_.err) scan_ = ScanRecords(io.data, 0, result_.bytes, SIZE_MAX, &index_);
+        break;
+      case kFindNonZero:
+        result_ = FindNonZero(io.fd, io.position, &non_zero_, &non_zero_end_);
         break;
     }
   }
@@ -599,6 +629,8 @@ class Job {
     }
     if (kind_ == kReadScan) {
       if (!ScanOutput(env, result_.bytes, scan_, index_, &value)) return false;
+    } else if (kind_ == kFindNonZero) {
+      if (!NonZeroOutput(env, non_zero_, non_zero_end_, &value)) return false;
     } else {
       FW_NAPI(env, napi_get_undefined, &value);
     }
@@ -643,6 +675,8 @@ class Job {
   IoResult result_{0, nullptr, 0};
   ScanResult scan_{0, 0, 0, 0};
   std::vector<double> index_;
+  int64_t non_zero_ = -1;
+  uint64_t non_zero_end_ = 0;
 };
 
 // write(fd, buf, off, len, position, dataSync) -> Promise<void>. With dataSync the write
@@ -691,6 +725,16 @@ bool JsReadScan(napi_env env, napi_callback_info info, napi_value* result) {
   return Job::Start(env, job, argv[1], result);
 }
 
+// findNonZero(fd, position) -> Promise<[offset of the first non-zero byte or -1, end]>
+bool JsFindNonZero(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[2];
+  IoArgs a;
+  if (!Args(env, info, argv) || !NonZeroArgs(env, argv, &a.fd, &a.position)) return false;
+  Job* job = new Job(Job::kFindNonZero);
+  job->io = a;
+  return Job::Start(env, job, nullptr, result);
+}
+
 // tryLock(fd) -> true if taken, false if another holder has it; throws on other errors.
 bool JsTryLock(napi_env env, napi_callback_info info, napi_value* result) {
   napi_value argv[1];
@@ -710,6 +754,21 @@ bool JsUnlock(napi_env env, napi_callback_info info, napi_value* result) {
   if (!Args(env, info, argv) || !GetFd(env, argv[0], &fd)) return false;
   const IoResult r = Unlock(fd);
   if (r.err) return ThrowIoError(env, r);
+  return true;
+}
+
+// bindAbstract(name: Buffer) -> the bound socket's fd, or -1 if another socket holds the
+// name; throws on other errors (ENOSYS off Linux).
+bool JsBindAbstract(napi_env env, napi_callback_info info, napi_value* result) {
+  napi_value argv[1];
+  if (!Args(env, info, argv)) return false;
+  Bytes name;
+  if (!GetBytes(env, argv[0], "bindAbstract: name", &name)) return false;
+  int fd = -1;
+  const IoResult r = BindAbstract(reinterpret_cast<const char*>(name.data), name.len, &fd);
+  if (r.err == EADDRINUSE) fd = -1;
+  else if (r.err) return ThrowIoError(env, r);
+  FW_NAPI(env, napi_create_int32, fd, result);
   return true;
 }
 
@@ -778,8 +837,11 @@ bool Register(napi_env env, napi_value exports) {
       {"fdatasync", Entry<JsFdatasync>},
       {"zeroFill", Entry<JsZeroFill>},
       {"readScan", Entry<JsReadScan>},
+      {"findNonZero", Entry<JsFindNonZero>},
+      {"findNonZeroBlocking", Entry<JsFindNonZeroBlocking>},
       {"tryLock", Entry<JsTryLock>},
       {"unlock", Entry<JsUnlock>},
+      {"bindAbstract", Entry<JsBindAbstract>},
   };
   for (const Export& e : kExports) {
     napi_value fn;

@@ -27,9 +27,25 @@ IoResult ReadFull(int fd, uint8_t* buf, size_t len, uint64_t offset);
 // to commit.
 IoResult ZeroFill(int fd, uint64_t offset, uint64_t len);
 
+// Reads from offset to the end of the file and finds its first non-zero byte: *at is that
+// byte's offset, or -1 if only zeros follow; *end is where reading stopped (the end of the
+// file, or just past the chunk holding the non-zero byte). One call, however long the run;
+// holes the file system reports (SEEK_DATA) are skipped unread.
+IoResult FindNonZero(int fd, uint64_t offset, int64_t* at, uint64_t* end);
+
+// The file's size now.
+IoResult FileSize(int fd, uint64_t* size);
+
 // Exclusive advisory lock on the whole file, without waiting. err is EWOULDBLOCK (EAGAIN)
 // when another open file description holds it. The OS drops it when the process dies.
 IoResult TryLock(int fd);
 IoResult Unlock(int fd);
+
+// Linux: binds a new close-on-exec Unix socket to the abstract address whose bytes are
+// exactly `name` (len bytes: the leading NUL, the name, and any padding the caller wants
+// counted; at most sizeof sun_path). The kernel refuses a second bind of the same bytes (err
+// EADDRINUSE) and frees the address with the socket, also when the process dies. Elsewhere
+// err is ENOSYS. On success *fd is the socket; closing it releases the address.
+IoResult BindAbstract(const char* name, size_t len, int* fd);
 
 }  // namespace fastwal

@@ -11,6 +11,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog, type WalError } from '../lib/index.js'
 import { acquireLock } from '../lib/lock.js'
+import { loadAddon } from '../lib/native-addon.js'
 import { BACKENDS, tmpDir, type BackendName } from './helpers/util.js'
 import { expectWalError, snapshot, assertSameFiles } from './guarantees/crash/common.js'
 
@@ -454,6 +455,32 @@ test('no addon: while a holder without the addon lives, WAL_LOCKED at once; SIGK
 })
 
 if (process.platform === 'linux') {
+  test('the abstract name is held under both addresses a Node may bind (exact and NUL-padded) by a writer with the addon, under the one node:net binds by a writer without it; freed on close', () => {
+    const addon = loadAddon().addon!
+    for (const backend of ['native', 'js'] as const) {
+      const dir = tmpDir(`lock-abstract-${backend}`)
+      WriteAheadLog.openSync(dir, { ...SEG, backend }).closeSync()
+      const st = fs.statSync(dir, { bigint: true })
+      const exact = Buffer.from(`\0fastwal-lock:${st.dev}:${st.ino}`, 'latin1')
+      const padded = Buffer.alloc(108)
+      exact.copy(padded)
+      const tryBind = (address: Buffer): boolean => {
+        const fd = addon.bindAbstract(address)
+        if (fd >= 0) fs.closeSync(fd)
+        return fd >= 0
+      }
+      // A writer without the addon binds through node:net; emulate one by taking the lock as it would.
+      const lock = backend === 'native' ? acquireLock(dir) : acquireLock(dir, { addon: null })
+      try {
+        if (backend === 'native') assert.equal([tryBind(exact), tryBind(padded)], [false, false], 'native: both addresses held')
+        else assert.ok(!tryBind(padded) || !tryBind(exact), 'js: the address node:net bound is held')
+      } finally {
+        lock.release()
+      }
+      assert.equal([tryBind(exact), tryBind(padded)], [true, true], `${backend}: both free after release`)
+    }
+  })
+
   test('addon: close releases every fd and socket: reopen works, nothing leaks on success or refusal', async () => {
     const dir = tmpDir('lock-fds')
     const heldWith = tmpDir('lock-fds-a')

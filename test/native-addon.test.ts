@@ -399,8 +399,13 @@ test('wrong types for every argument throw TypeError rather than crash', async (
       ['fdatasync', addon.fdatasync, [['fd', () => fd]]],
       ['zeroFillBlocking', addon.zeroFillBlocking, [['fd', () => fd], ['uint', () => 0], ['uint', () => 0]]],
       ['zeroFill', addon.zeroFill, [['fd', () => fd], ['uint', () => 0], ['uint', () => 0]]],
+      ['findNonZeroBlocking', addon.findNonZeroBlocking, [['fd', () => fd], ['uint', () => 0]]],
+      ['findNonZero', addon.findNonZero, [['fd', () => fd], ['uint', () => 0]]],
       ['tryLock', addon.tryLock, [['fd', () => fd]]],
       ['unlock', addon.unlock, [['fd', () => fd]]],
+      ...(process.platform === 'linux'
+        ? [['bindAbstract', (name: Uint8Array) => fs.closeSync(addon.bindAbstract(name)), [['bytes', () => Buffer.from(`\0fastwal-args:${process.pid}:${Math.random()}`)]]] as const]
+        : []),
     ]
     for (const [name, fn, params] of cases) {
       // The valid template itself works (so each failure below is down to one argument).
@@ -496,6 +501,8 @@ test('the addon exports exactly the documented functions', () => {
     'fdatasync',
     'fdatasyncBlocking',
     'findNextRecord',
+    'findNonZero',
+    'findNonZeroBlocking',
     'readScan',
     'readScanBlocking',
     'scan',
@@ -505,8 +512,30 @@ test('the addon exports exactly the documented functions', () => {
     'writeBlocking',
     'zeroFill',
     'zeroFillBlocking',
-  ])
+    'bindAbstract',
+  ].sort())
 })
+
+if (process.platform === 'linux') {
+  test('bindAbstract holds exactly the address bytes it is given until the fd closes; refuses a non-abstract or oversized address', () => {
+    const name = `\0fastwal-test:${process.pid}:${Math.random().toString(36).slice(2)}`
+    const exact = Buffer.from(name, 'latin1')
+    const padded = Buffer.alloc(108)
+    exact.copy(padded)
+    const a = addon.bindAbstract(exact)
+    assert.ok(a >= 0)
+    assert.is(addon.bindAbstract(exact), -1, 'the same bytes: taken')
+    const b = addon.bindAbstract(padded) // the NUL-padded form is another address
+    assert.ok(b >= 0)
+    assert.is(addon.bindAbstract(padded), -1)
+    assert.match(fs.readFileSync('/proc/net/unix', 'latin1'), `@${name.slice(1)}@@@@`)
+    fs.closeSync(a)
+    fs.closeSync(b)
+    for (const address of [exact, padded]) fs.closeSync(addon.bindAbstract(address)) // free again
+    for (const bad of [Buffer.from('/tmp/not-abstract'), Buffer.alloc(0), Buffer.from([0]), Buffer.alloc(109)])
+      assert.throws(() => addon.bindAbstract(bad), (err: unknown) => (err as { syscall?: string; errno?: number }).syscall === 'bind' && (err as { errno?: number }).errno === -22, `refused (EINVAL): ${bad.length} bytes`)
+  })
+}
 
 test('tryLock reports a lock held through another open file as false, and unlock releases it', () => {
   const f = tempFd()

@@ -347,3 +347,42 @@ for (const backend of BACKENDS) {
 }
 
 test.run()
+
+// The zero check after the last record: the backends' findNonZero, one call however long the
+// zeros run, skipping holes. Offsets on both sides of the native (64 KiB) and pure-TS
+// (256 KiB) chunk sizes, written zeros and holes (ftruncate) alike.
+for (const name of BACKENDS) {
+  test(`${name}: findNonZero finds the first non-zero byte after written zeros and holes, or where the zeros end`, async () => {
+    const backend = backendImpl(name)
+    const dir = tmpDir('find-non-zero')
+    fs.mkdirSync(dir, { recursive: true })
+    const K = 1024
+    const cases: { what: string; make: (fd: number) => void; from: number; at: number; size: number }[] = [
+      { what: 'empty file', make: () => {}, from: 0, at: -1, size: 0 },
+      { what: 'written zeros only', make: (fd) => fs.writeSync(fd, Buffer.alloc(700 * K)), from: 5, at: -1, size: 700 * K },
+      { what: 'a hole only', make: (fd) => fs.ftruncateSync(fd, 9 * 1024 * K), from: 100, at: -1, size: 9 * 1024 * K },
+      { what: 'from past the end', make: (fd) => fs.writeSync(fd, Buffer.alloc(10)), from: 50, at: -1, size: 50 },
+    ]
+    for (const at of [0, 1, 64 * K - 1, 64 * K, 64 * K + 1, 256 * K - 1, 256 * K, 256 * K + 1, 1024 * K + 7]) {
+      cases.push({ what: `written zeros, then a byte at ${at}`, make: (fd) => (fs.writeSync(fd, Buffer.alloc(at)), fs.writeSync(fd, Buffer.from([9, 0, 0]))), from: 0, at, size: -1 })
+      cases.push({ what: `a hole, then a byte at ${at}`, make: (fd) => (fs.ftruncateSync(fd, at + 4096), fs.writeSync(fd, Buffer.from([1]), 0, 1, at)), from: 0, at, size: -1 })
+    }
+    for (const c of cases) {
+      const path = join(dir, `f${++files}`)
+      const fd = fs.openSync(path, 'w+')
+      try {
+        c.make(fd)
+        const size = fs.fstatSync(fd).size
+        const blocking = backend.findNonZeroBlocking(fd, c.from)
+        const pooled = await backend.findNonZero(fd, c.from)
+        for (const [how, r] of [['blocking', blocking], ['pool', pooled]] as const) {
+          assert.is(r.at, c.at, `${c.what} (${how}): first non-zero byte`)
+          if (c.at < 0) assert.is(r.end, c.size >= 0 ? c.size : size, `${c.what} (${how}): the zeros end at the end of the file`)
+          else assert.ok(r.end > c.at && r.end <= size, `${c.what} (${how}): reading stopped past the byte (${r.end})`)
+        }
+      } finally {
+        fs.closeSync(fd)
+      }
+    }
+  })
+}
