@@ -23,11 +23,12 @@ const { values: o } = parseArgs({
     connections: { type: 'string', default: '64,256' },
     only: { type: 'string', default: STORES.join(',') },
     dir: { type: 'string' },
+    json: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 })
 if (o.help) {
-  console.log(`usage: npm run bench:ingest -- [--duration s] [--connections 64,256] [--only ${STORES.join(',')}] [--dir path]`)
+  console.log(`usage: npm run bench:ingest -- [--duration s] [--connections 64,256] [--only ${STORES.join(',')}] [--dir path] [--json file]`)
   process.exit(0)
 }
 const duration = Number(o.duration)
@@ -149,6 +150,7 @@ for (const c of conns) {
     if (ref) console.log(`  ${c} conns: fastwal native / ${s.padEnd(6)}            ${(fw.reqPerSec / ref.reqPerSec).toFixed(2)}x  (goal >= 1.3x) ${fw.reqPerSec / ref.reqPerSec >= 1.3 ? 'met' : 'NOT MET'}; p99 ${f(fw.p99Ms)} vs ${f(ref.p99Ms)} ms`)
   }
 }
+if (o.json) fs.writeFileSync(o.json, JSON.stringify({ duration, results }, null, 2) + '\n')
 const bad = results.filter((r) => !r.countOk)
 if (bad.length) {
   console.log(`\ncount check FAILED: ${bad.map((r) => `${r.store}/${r.connections}`).join(', ')}`)
