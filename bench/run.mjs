@@ -69,7 +69,7 @@ try {
 } catch (err) {
   die(`Cannot load the built package from dist/ (${err.message}).\nBuild it first: npm run build (addon + TypeScript) or npm run build:ts.`)
 }
-const { addon, error: addonError } = require('../dist/cjs/native-addon.js').loadAddon()
+const { addon, error: addonError } = require('../dist/cjs/bundle.js').internal.loadAddon()
 if (!addon) die(`The native addon did not load (${addonError?.message.split('\n')[0]}). Build it first: npm run build:native.`)
 
 // --- data directory ------------------------------------------------------------------

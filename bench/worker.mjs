@@ -475,12 +475,12 @@ function workloadE({ variant, seconds }) {
   let fn
   let implementation = impl
   if (impl === 'native') {
-    const { addon, error } = require('../dist/cjs/native-addon.js').loadAddon()
+    const { addon, error } = require('../dist/cjs/bundle.js').internal.loadAddon()
     if (!addon) throw error
     fn = addon.crc32c
     implementation = `native (${addon.crc32cImplementation?.() ?? '?'})`
   } else if (impl === 'js') {
-    fn = require('../dist/cjs/crc32c.js').crc32cJs
+    fn = require('../dist/cjs/bundle.js').internal.crc32cJs
     implementation = 'pure-TS slicing-by-8'
   } else {
     fn = crc32c // the public export, with its argument checks
