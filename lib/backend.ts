@@ -22,6 +22,12 @@ export interface NonZero {
   end: number
 }
 
+/** Bytes write() puts at offset 0 of `fd` once its own sync has succeeded (at most 64). */
+export interface Publish {
+  fd: number
+  bytes: Uint8Array
+}
+
 export interface Backend {
   readonly kind: 'native' | 'js'
 
@@ -42,7 +48,13 @@ export interface Backend {
   // to the thread pool. Nothing here syncs unless its name or a dataSync flag says so.
   readScan(fd: number, buf: Uint8Array, position: number): Promise<ScanChunk>
   readScanBlocking(fd: number, buf: Uint8Array, position: number): ScanChunk
-  write(fd: number, buf: Uint8Array, offset: number, length: number, position: number, dataSync: boolean): Promise<void>
+  write(fd: number, buf: Uint8Array, offset: number, length: number, position: number, dataSync: boolean, publish?: Publish): Promise<boolean>
+  /**
+   * Whether write() honours `publish`: after a successful sync, the same trip writes those
+   * bytes at offset 0 of their file (resolving true when it did). A backend that does not
+   * ignores it and resolves false.
+   */
+  readonly publishesAfterSync: boolean
   writeBlocking(fd: number, buf: Uint8Array, offset: number, length: number, position: number): void
   fdatasync(fd: number): Promise<void>
   fdatasyncBlocking(fd: number): void

@@ -16,6 +16,7 @@ import { WalError, ioError } from './errors.js'
 import { SEGMENT_HEADER_SIZE } from './format.js'
 import type { ResolvedOptions } from './options.js'
 import type { WriterSegments, WriterSegment } from './writer-segments.js'
+import type { DurablePublisher } from './durable-file.js'
 import { fsCall } from './segments.js'
 import type { PendingWrite, Stage } from './stage.js'
 import { channels, type WriterCounters } from './stats.js'
@@ -36,6 +37,8 @@ export class CommitQueue {
   private closed = false
   private timer: NodeJS.Timeout | undefined
   private readonly idleWaiters: (() => void)[] = []
+  /** Where durableLsn is published for other processes; a native write job publishes it after its own sync. */
+  publisher: DurablePublisher | undefined
   /** The last completed writes, newest last: an in-process reader takes their bytes without a read. */
   private readonly recent: PendingWrite[] = []
 
@@ -266,8 +269,16 @@ export class CommitQueue {
       const fd = w.seg.fd!
       await fsCall<void>((cb) => fs.ftruncate(fd, w.truncateTo, cb))
     }
+    // The durable LSN this write makes true is published by the same pool job, right after
+    // its sync (the backends that can): one job per commit rather than a second for DURABLE.
+    const pub = w.dataSync && this.backend.publishesAfterSync ? this.publisher?.claim(w.lastLsn) : undefined
+    let published = false
     const t0 = performance.now()
-    await this.backend.write(w.seg.fd!, w.buf, 0, w.len, w.position, w.dataSync)
+    try {
+      published = await this.backend.write(w.seg.fd!, w.buf, 0, w.len, w.position, w.dataSync, pub && { fd: this.publisher!.fd, bytes: pub })
+    } finally {
+      if (pub) this.publisher!.claimed(w.lastLsn, published)
+    }
     w.syncUs = (performance.now() - t0) * 1000
   }
 
@@ -275,8 +286,10 @@ export class CommitQueue {
     this.inflight = undefined
     if (this.failed) {
       // A sync on another path failed meanwhile: this write's own success proves nothing
-      // (Linux reports a writeback error once per open file), so it is not acknowledged.
+      // (Linux reports a writeback error once per open file), so it is not acknowledged,
+      // nor left published.
       this.reject(w)
+      this.publisher?.restore()
       this.files.closeRetired(undefined)
       this.notifyIdle()
       return

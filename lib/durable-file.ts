@@ -46,9 +46,13 @@ export function readDurable(dir: string, backend: Backend): number | undefined {
   }
 }
 
-/** The writer's side: one descriptor, rewrites coalesced so at most one is in flight. */
+/**
+ * The writer's side: one descriptor, rewrites coalesced so at most one is in flight. A
+ * write job of the native backend may make the rewrite itself, right after its sync, in the
+ * same trip to the thread pool (claim, then claimed): one pool job per commit, not two.
+ */
 export class DurablePublisher {
-  private readonly fd: number
+  readonly fd: number
   private readonly buf = Buffer.alloc(SIZE)
   private inflight = false
   private latest = -1 // the LSN to publish
@@ -88,6 +92,31 @@ export class DurablePublisher {
     }
   }
 
+  /**
+   * For a write job that will publish `lsn` itself once its sync succeeds: the bytes to
+   * write, or undefined when a rewrite is in flight already (publish() then does it).
+   * Until claimed() no other rewrite starts.
+   */
+  claim(lsn: number): Uint8Array | undefined {
+    if (this.closed || this.inflight || lsn <= this.written) return undefined
+    this.inflight = true
+    return encode(lsn, this.backend, Buffer.allocUnsafe(SIZE))
+  }
+
+  /** The claimed job ended; `ok` if it wrote `lsn` into the file. */
+  claimed(lsn: number, ok: boolean): void {
+    this.rewritten(lsn, ok)
+  }
+
+  /**
+   * After a failed writer, a claimed job may have published an LSN that was not
+   * acknowledged: put back the last one that was.
+   */
+  restore(): void {
+    if (this.closed || this.inflight || this.written <= this.latest) return
+    this.publishBlocking(this.latest)
+  }
+
   close(lsn: number): void {
     if (this.closed) return
     this.publishBlocking(lsn)
@@ -99,24 +128,27 @@ export class DurablePublisher {
     if (this.inflight || this.written >= this.latest) return
     this.inflight = true
     const v = this.latest
-    fs.write(this.fd, encode(v, this.backend, Buffer.allocUnsafe(SIZE)), 0, SIZE, 0, (err) => {
-      this.inflight = false
-      // The file holds v now, even if a blocking publish of a later LSN landed before it.
-      if (!err) this.written = v
-      if (this.closed) {
-        // close() wrote the latest LSN; this older write may have landed after it.
-        if (v < this.latest) {
-          try {
-            fs.writeSync(this.fd, encode(this.latest, this.backend, this.buf), 0, SIZE, 0)
-          } catch {
-            // as in publishBlocking
-          }
+    fs.write(this.fd, encode(v, this.backend, Buffer.allocUnsafe(SIZE)), 0, SIZE, 0, (err) => this.rewritten(v, !err))
+  }
+
+  /** A rewrite of the file with `v` (ours or a claimed job's) ended; `ok` if it was made. */
+  private rewritten(v: number, ok: boolean): void {
+    this.inflight = false
+    // The file holds v now, even if a blocking publish of a later LSN landed before it.
+    if (ok) this.written = v
+    if (this.closed) {
+      // close() wrote the latest LSN; this older write may have landed after it.
+      if (v < this.latest) {
+        try {
+          fs.writeSync(this.fd, encode(this.latest, this.backend, this.buf), 0, SIZE, 0)
+        } catch {
+          // as in publishBlocking
         }
-        fs.closeSync(this.fd)
-      } else if (this.latest > v) {
-        this.written = Math.min(this.written, v)
-        this.flush()
       }
-    })
+      fs.closeSync(this.fd)
+    } else if (this.latest > v) {
+      this.written = Math.min(this.written, v)
+      this.flush()
+    }
   }
 }

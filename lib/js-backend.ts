@@ -109,10 +109,14 @@ export const jsBackend: Backend = {
   readScanBlocking(fd, buf, position) {
     return codec.scan(buf, 0, readFullSync(fd, buf, position))
   },
+  // A publish write here would be one more trip after the sync, on every commit: the
+  // caller publishes on its own instead (publishesAfterSync is false).
   async write(fd, buf, offset, length, position, dataSync) {
     await writeAll(fd, buf, offset, length, position)
     if (dataSync) await fdatasync(fd)
+    return false
   },
+  publishesAfterSync: false,
   writeBlocking: writeAllSync,
   fdatasync,
   fdatasyncBlocking: (fd) => fs.fdatasyncSync(fd),

@@ -5,6 +5,7 @@
 //   commit-queue.ts   writes and fdatasyncs, group commit, the blocking path, failure
 //   writer-segments.ts  segment creation, preallocation, descriptors
 import type { Backend } from './backend.js'
+import type { DurablePublisher } from './durable-file.js'
 import { CommitQueue } from './commit-queue.js'
 import { WalError } from './errors.js'
 import { RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE, TYPE_PUT } from './format.js'
@@ -50,6 +51,11 @@ export class LogWriter {
     this.stage = new Stage(state.current, state.current.end, state.lastLsn)
     this.queue = new CommitQueue(dir, backend, opts, this.stage, this.files, state.durableLsn, this.counters, (lsn, blocking) => this.onDurable(lsn, blocking), () => this.keepRecent())
     if (state.spare) this.files.adoptSpare(state.spare)
+  }
+
+  /** Where durableLsn is published for other processes (see CommitQueue.publisher). */
+  set publisher(p: DurablePublisher | undefined) {
+    this.queue.publisher = p
   }
 
   /** LSN of the last record staged. */

@@ -70,7 +70,7 @@ export interface NativeAddon {
   findNextRecord(buf: Uint8Array, start: number, end: number): number
   readScan(fd: number, buf: Uint8Array, position: number): Promise<[number, number, number, number, Float64Array]>
   readScanBlocking(fd: number, buf: Uint8Array, position: number): [number, number, number, number, Float64Array]
-  write(fd: number, buf: Uint8Array, offset: number, length: number, position: number, dataSync: boolean): Promise<void>
+  write(fd: number, buf: Uint8Array, offset: number, length: number, position: number, dataSync: boolean, publishFd?: number, publish?: Uint8Array): Promise<boolean>
   writeBlocking(fd: number, buf: Uint8Array, offset: number, length: number, position: number): void
   fdatasync(fd: number): Promise<void>
   fdatasyncBlocking(fd: number): void

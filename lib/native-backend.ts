@@ -23,7 +23,9 @@ export function nativeBackend(addon: NativeAddon): Backend {
     findNextRecord: addon.findNextRecord,
     readScan: (fd, buf, position) => addon.readScan(fd, buf, position).then(chunk),
     readScanBlocking: (fd, buf, position) => chunk(addon.readScanBlocking(fd, buf, position)),
-    write: addon.write,
+    write: (fd, buf, offset, length, position, dataSync, publish) =>
+      publish ? addon.write(fd, buf, offset, length, position, dataSync, publish.fd, publish.bytes) : addon.write(fd, buf, offset, length, position, dataSync),
+    publishesAfterSync: true,
     writeBlocking: addon.writeBlocking,
     fdatasync: addon.fdatasync,
     fdatasyncBlocking: addon.fdatasyncBlocking,

@@ -264,6 +264,7 @@ export class WriteAheadLog<K = Buffer, V = Buffer> {
       }
     }
     if (this.writer && publisher) {
+      this.writer.publisher = publisher
       this.writer.onDurable = (lsn, blocking) => {
         if (blocking) publisher.publishBlocking(lsn)
         else publisher.publish(lsn)

@@ -545,8 +545,17 @@ class Job {
 
   explicit Job(Kind kind) : kind_(kind) {}
 
+  static constexpr size_t kMaxPublish = 64;
+
   IoArgs io;
   uint64_t zero_len = 0;
+
+  // After a successful write + sync, also write these bytes at offset 0 of fd.
+  void SetPublish(int fd, const uint8_t* data, size_t len) {
+    pub_fd_ = fd;
+    pub_len_ = len;
+    std::memcpy(pub_, data, len);
+  }
 
   // Queues the job and returns its promise. Takes ownership of job in every case.
   // keep_alive (may be null) stays referenced until the job settles.
@@ -588,6 +597,8 @@ class Job {
       case kWriteThenDataSync:
         result_ = WriteAll(io.fd, io.data, io.len, io.position);
         if (!result_.err && kind_ == kWriteThenDataSync) result_ = DataSync(io.fd);
+        // Best effort: a failed publish leaves the file to the caller's next write.
+        if (!result_.err && pub_len_ > 0) published_ = WriteAll(pub_fd_, pub_, pub_len_, 0).err == 0;
         break;
       case kDataSync:
         result_ = DataSync(io.fd);
@@ -631,6 +642,8 @@ class Job {
       if (!ScanOutput(env, result_.bytes, scan_, index_, &value)) return false;
     } else if (kind_ == kFindNonZero) {
       if (!NonZeroOutput(env, non_zero_, non_zero_end_, &value)) return false;
+    } else if (kind_ == kWrite || kind_ == kWriteThenDataSync) {
+      FW_NAPI(env, napi_get_boolean, published_, &value);
     } else {
       FW_NAPI(env, napi_get_undefined, &value);
     }
@@ -677,18 +690,36 @@ class Job {
   std::vector<double> index_;
   int64_t non_zero_ = -1;
   uint64_t non_zero_end_ = 0;
+  int pub_fd_ = -1;
+  size_t pub_len_ = 0;
+  uint8_t pub_[kMaxPublish] = {};
+  bool published_ = false;
 };
 
-// write(fd, buf, off, len, position, dataSync) -> Promise<void>. With dataSync the write
-// and then an fdatasync run in one pool hop.
+// write(fd, buf, off, len, position, dataSync[, publishFd, publish]) -> Promise<boolean>.
+// With dataSync the write and then an fdatasync run in one pool hop. With publishFd and
+// publish (at most 64 bytes, copied now) as well, once the sync has succeeded the same hop
+// writes publish at offset 0 of publishFd: the writer's durable LSN for other processes,
+// without a second trip. Resolves true if that write was made (its failure is not an error:
+// the caller publishes again), false otherwise.
 bool JsWrite(napi_env env, napi_callback_info info, napi_value* result) {
-  napi_value argv[6];
+  napi_value argv[8];
   IoArgs a;
   bool data_sync = false;
   if (!Args(env, info, argv) || !WriteArgs(env, argv, &a) || !GetBool(env, argv[5], "dataSync", &data_sync))
     return false;
+  bool no_publish = false;
+  if (!IsNullish(env, argv[6], &no_publish)) return false;
+  int pub_fd = -1;
+  Bytes pub;
+  if (!no_publish) {
+    if (!GetFd(env, argv[6], &pub_fd) || !GetBytes(env, argv[7], "publish", &pub)) return false;
+    if (!data_sync) return ThrowType(env, "fastwal native: publish needs dataSync");
+    if (pub.len == 0 || pub.len > Job::kMaxPublish) return ThrowType(env, "fastwal native: publish must be 1 to 64 bytes");
+  }
   Job* job = new Job(data_sync ? Job::kWriteThenDataSync : Job::kWrite);
   job->io = a;
+  if (!no_publish) job->SetPublish(pub_fd, pub.data, pub.len);
   return Job::Start(env, job, argv[1], result);
 }
 
