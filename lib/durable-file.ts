@@ -24,6 +24,17 @@ function encode(lsn: number, backend: Backend, into: Buffer): Buffer {
   return into
 }
 
+let tempCounter = 0
+
+function durableTempName(path: string): string {
+  return `${path}.${process.pid}-${++tempCounter}.tmp`
+}
+
+/** Whether `name` is a DURABLE file a writer had not yet renamed into place (a crash left it). */
+export function isDurableTempName(name: string): boolean {
+  return /^DURABLE\.[0-9]+-[0-9]+\.tmp$/.test(name)
+}
+
 /** The published durable LSN, or undefined when there is none (no writer has published, or an older fastwal wrote the log). */
 export function readDurable(dir: string, backend: Backend): number | undefined {
   let fd: number
@@ -65,11 +76,31 @@ export class DurablePublisher {
     lsn: number,
   ) {
     const path = join(dir, DURABLE_FILE)
+    // A new file each time a writer opens, renamed into place holding `lsn`: a write a
+    // previous writer of this directory still had in flight (a pool job ends after
+    // closeSync has released the lock) lands in that writer's old file, never in this one.
+    const tmp = durableTempName(path)
+    let fd: number | undefined
     try {
-      this.fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
-    } catch (err) {
-      throw ioError(err, 'Publishing the durable LSN', path, 'open')
+      fd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644)
+      fs.writeSync(fd, encode(lsn, backend, this.buf), 0, SIZE, 0)
+      fs.renameSync(tmp, path)
+    } catch {
+      // Where the file cannot be replaced (Windows, while a reader has it open), it is
+      // rewritten in place, as fastwal did before.
+      if (fd !== undefined) fs.closeSync(fd)
+      try {
+        fs.unlinkSync(tmp)
+      } catch {
+        // never created
+      }
+      try {
+        fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
+      } catch (err) {
+        throw ioError(err, 'Publishing the durable LSN', path, 'open')
+      }
     }
+    this.fd = fd
     this.publishBlocking(lsn)
   }
 
@@ -137,8 +168,9 @@ export class DurablePublisher {
     // The file holds v now, even if a blocking publish of a later LSN landed before it.
     if (ok) this.written = v
     if (this.closed) {
-      // close() wrote the latest LSN; this older write may have landed after it.
-      if (v < this.latest) {
+      // close() wrote the latest LSN; this write may have landed after it: an older LSN,
+      // or one a failed writer never acknowledged.
+      if (v !== this.latest) {
         try {
           fs.writeSync(this.fd, encode(this.latest, this.backend, this.buf), 0, SIZE, 0)
         } catch {

@@ -168,23 +168,59 @@ const SUN_PATH = 108
  */
 function claimAbstract(name: string, addon: NativeAddon | undefined): AbstractClaim | null | undefined {
   if (typeof addon?.bindAbstract === 'function') {
+    // Only where this Node's node:net binds abstract names too: a writer without the addon
+    // here takes the socket exactly when this one does, or both claim LOCK itself.
+    if (!nodeBindsAbstractNames()) return undefined
     const exact = Buffer.from(name, 'latin1')
     const padded = Buffer.alloc(SUN_PATH)
     exact.copy(padded)
     const fds: number[] = []
+    let taken = false
     try {
       for (const address of [exact, padded]) {
         const fd = addon.bindAbstract(address)
-        if (fd < 0) return null
+        if (fd < 0) {
+          taken = true
+          break
+        }
         fds.push(fd)
       }
-    } finally {
-      if (fds.length < 2) for (const fd of fds) closeQuietly(fd)
+    } catch {
+      // No Unix sockets here (a sandbox refusing AF_UNIX): as without abstract sockets.
+      closeAll(fds)
+      return undefined
     }
-    return { close: () => fds.forEach((fd) => fs.closeSync(fd)) }
+    if (taken) {
+      closeAll(fds)
+      return null
+    }
+    return { close: () => closeAll(fds, true) }
   }
   if (!canUseAbstractSockets()) return undefined
   return listenAbstract(name) ?? null
+}
+
+/** Closes every fd; with `report`, throws the first failure after trying them all. */
+function closeAll(fds: number[], report = false): void {
+  let first: unknown
+  for (const fd of fds.splice(0)) {
+    try {
+      fs.closeSync(fd)
+    } catch (err) {
+      first ??= err
+    }
+  }
+  if (report && first !== undefined) throw first
+}
+
+/**
+ * Whether node:net on this Node binds an abstract name as given, which canUseAbstractSockets()
+ * probes, answered without loading node:net. Checked on Linux builds: 18.18-18.20, 20.0-20.7
+ * cannot (EINVAL, or every such name is one address); 20.8+, 21 and 22 can.
+ */
+export function nodeBindsAbstractNames(version = process.versions.node): boolean {
+  const [major, minor] = version.split('.').map(Number)
+  return major > 20 || (major === 20 && minor >= 8)
 }
 
 /** Binds and listens on `name` now, or returns undefined (name taken, or no such sockets). */
@@ -212,7 +248,7 @@ let abstractSocketsWork: boolean | undefined
  * Whether this Node binds abstract names as given. Older libuv cut the name at its leading
  * NUL, so every name became one and the same address: two distinct names must both bind.
  */
-function canUseAbstractSockets(): boolean {
+export function canUseAbstractSockets(): boolean {
   if (abstractSocketsWork === undefined) {
     const base = `\0fastwal-probe:${process.pid}:${Math.random().toString(36).slice(2)}:`
     const a = listenAbstract(base + 'a')

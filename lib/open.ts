@@ -13,7 +13,7 @@ import { loadAddon } from './native-addon.js'
 import { nativeBackend } from './native-backend.js'
 import { resolveOptions, type Options, type ResolvedOptions } from './options.js'
 import { isCursorTempName } from './cursors.js'
-import { DurablePublisher } from './durable-file.js'
+import { DurablePublisher, isDurableTempName } from './durable-file.js'
 import { ensureLogId, readLogId } from './log-id.js'
 import { ReadOnlyView } from './read-only-view.js'
 import { channels } from './stats.js'
@@ -101,7 +101,8 @@ function ensureDir(dir: string, opts: ResolvedOptions): boolean {
 function lockDir(dir: string): DirLock {
   const lock = acquireLock(dir)
   try {
-    for (const name of fs.readdirSync(dir)) if (isSpareName(name) || isCursorTempName(name) || /^\.logid-[0-9]+\.tmp$/.test(name)) fs.rmSync(join(dir, name), { force: true })
+    for (const name of fs.readdirSync(dir))
+      if (isSpareName(name) || isCursorTempName(name) || isDurableTempName(name) || /^\.logid-[0-9]+\.tmp$/.test(name)) fs.rmSync(join(dir, name), { force: true })
   } catch (err) {
     lock.release()
     throw ioError(err, 'Removing a stale preallocated file', dir, 'open')

@@ -3,11 +3,37 @@
 // commit); the pure-TS backend rewrites it after the commit, coalesced. Either way it never
 // runs ahead of what is acknowledged and ends at the last durable LSN.
 import { createHook } from 'node:async_hooks'
+import { pbkdf2, pbkdf2Sync } from 'node:crypto'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog } from '../lib/index.js'
 import { readDurable } from '../lib/durable-file.js'
+import { loadAddon, type NativeAddon } from '../lib/native-addon.js'
 import { BACKENDS, backendImpl, tmpDir } from './helpers/util.js'
+
+type Patchable = { -readonly [K in keyof NativeAddon]: NativeAddon[K] }
+
+/** Keeps every libuv pool thread busy for about `ms` (pbkdf2 runs on the pool). */
+function occupyThreadPool(ms: number): Promise<void> {
+  const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4
+  const t0 = Date.now()
+  let iterations = 1000
+  while (Date.now() - t0 < 5) pbkdf2Sync('x', 'y', (iterations *= 2), 16, 'sha256') // calibrate
+  const perMs = iterations / Math.max(1, Date.now() - t0)
+  return Promise.all(Array.from({ length: threads }, () => new Promise<void>((res) => pbkdf2('x', 'y', Math.ceil(perMs * ms), 16, 'sha256', () => res())))).then(() => undefined)
+}
+
+/** Runs fn with the shared addon's functions replaced as `patch` says, restoring them after. */
+async function withAddon(patch: (addon: Patchable, orig: NativeAddon) => void, fn: () => Promise<void>): Promise<void> {
+  const addon = loadAddon().addon as unknown as Patchable
+  const orig = { ...addon } as NativeAddon
+  patch(addon, orig)
+  try {
+    await fn()
+  } finally {
+    Object.assign(addon, orig)
+  }
+}
 
 /** Counts the node:fs requests to the thread pool (FSREQCALLBACK) made while `fn` runs. */
 async function countFsRequests(fn: () => Promise<void>): Promise<number> {
@@ -50,6 +76,86 @@ if (process.platform === 'linux') {
     )
     assert.ok(requests < 5, `no separate write of DURABLE per commit: ${requests} node:fs requests for 51 commits`)
     assert.is(readDurable(dir, backend), seen[seen.length - 1][0])
+  })
+}
+
+if (process.platform === 'linux') {
+  test('native: a commit job that publishes after closeSync cannot leave DURABLE at an LSN that was not acknowledged (a blocking sync failed meanwhile)', async () => {
+    const dir = tmpDir('durable-failed-close')
+    const backend = backendImpl('native')
+    let failBlocking = false
+    let armed = false // from the second append on
+    let wal: WriteAheadLog | undefined
+    await withAddon(
+      (addon, orig) => {
+        addon.fdatasyncBlocking = (fd) => {
+          if (failBlocking) throw Object.assign(new Error('EIO (injected)'), { code: 'EIO', errno: -5, syscall: 'fdatasync' })
+          orig.fdatasyncBlocking(fd)
+        }
+        addon.write = (...args: Parameters<NativeAddon['write']>) => {
+          const p = orig.write(...args)
+          if (armed && args[6] !== undefined) {
+            // The pool job claimed the publish; its sync and publish go ahead while a blocking
+            // append fails and the handle is closed on this thread.
+            armed = false
+            queueMicrotask(() => {
+              failBlocking = true
+              assert.throws(() => wal!.appendSync({ type: 'put', key: Buffer.from('c'), value: Buffer.from('3') }))
+              wal!.closeSync()
+            })
+          }
+          return p
+        }
+      },
+      async () => {
+        wal = await WriteAheadLog.open(dir, { backend: 'native' })
+        await wal.append({ type: 'put', key: Buffer.from('a'), value: Buffer.from('1') })
+        armed = true
+        // The thread pool is kept busy, so the claimed job runs only after closeSync.
+        const busy = occupyThreadPool(100)
+        await wal.append({ type: 'put', key: Buffer.from('b'), value: Buffer.alloc(1 << 20, 7) }).catch(() => undefined)
+        await busy
+        await new Promise((r) => setTimeout(r, 50))
+      },
+    )
+    assert.is(wal!.durableLsn, 1, 'only LSN 1 was acknowledged')
+    assert.is(readDurable(dir, backend), 1, 'DURABLE holds the acknowledged LSN, not the one the failed writer never acknowledged')
+  })
+
+  test('native: a commit job still in flight when closeSync releases the lock cannot overwrite the next writer\'s DURABLE', async () => {
+    const dir = tmpDir('durable-reopen')
+    const backend = backendImpl('native')
+    let armed = false // from the second append on
+    let wal: WriteAheadLog | undefined
+    let next: WriteAheadLog | undefined
+    await withAddon(
+      (addon, orig) => {
+        addon.write = (...args: Parameters<NativeAddon['write']>) => {
+          const p = orig.write(...args)
+          if (!armed || args[6] === undefined) return p
+          armed = false
+          queueMicrotask(() => {
+            wal!.appendSync({ type: 'put', key: Buffer.from('x'), value: Buffer.from('3') }) // the old handle's last LSN is past the job's
+            wal!.closeSync()
+            next = WriteAheadLog.openSync(dir, { backend: 'native' })
+          })
+          // The old job ends late, as a slow fdatasync would (its publish is made by then).
+          return p.then((r) => new Promise<boolean>((res) => setTimeout(() => res(r), 150)))
+        }
+      },
+      async () => {
+        wal = await WriteAheadLog.open(dir, { backend: 'native' })
+        await wal.append({ type: 'put', key: Buffer.from('a'), value: Buffer.from('1') })
+        armed = true
+        wal.append({ type: 'put', key: Buffer.from('b'), value: Buffer.from('2') }).catch(() => undefined)
+        while (!next) await new Promise((r) => setTimeout(r, 1))
+        await next.append({ type: 'put', key: Buffer.from('c'), value: Buffer.from('3') })
+        await new Promise((r) => setTimeout(r, 300)) // the old job has ended
+      },
+    )
+    assert.is(readDurable(dir, backend), next!.durableLsn, 'DURABLE is the new writer\'s durable LSN')
+    await next!.close()
+    assert.is(readDurable(dir, backend), next!.durableLsn)
   })
 }
 

@@ -10,7 +10,7 @@ import { join, relative, resolve } from 'node:path'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { WriteAheadLog, type WalError } from '../lib/index.js'
-import { acquireLock } from '../lib/lock.js'
+import { acquireLock, canUseAbstractSockets, nodeBindsAbstractNames } from '../lib/lock.js'
 import { loadAddon } from '../lib/native-addon.js'
 import { BACKENDS, tmpDir, type BackendName } from './helpers/util.js'
 import { expectWalError, snapshot, assertSameFiles } from './guarantees/crash/common.js'
@@ -478,6 +478,35 @@ if (process.platform === 'linux') {
         lock.release()
       }
       assert.equal([tryBind(exact), tryBind(padded)], [true, true], `${backend}: both free after release`)
+    }
+  })
+
+  test('the addon takes the abstract socket exactly where node:net binds abstract names (the probe a writer without the addon runs), by Node version', () => {
+    assert.is(nodeBindsAbstractNames(), canUseAbstractSockets(), `this Node (${process.version}): the version rule agrees with the probe`)
+    // Measured on Linux builds of each version: EINVAL, every name one address, or it works.
+    for (const [v, works] of [['18.18.0', false], ['18.20.8', false], ['20.0.0', false], ['20.7.0', false], ['20.8.0', true], ['20.20.2', true], ['21.0.0', true], ['22.12.0', true], ['24.1.0', true]] as const)
+      assert.is(nodeBindsAbstractNames(v), works, v)
+  })
+
+  test('addon: where Unix sockets are refused (a sandbox), the lock falls back to LOCK as the claim, leaving no socket open', () => {
+    const real = loadAddon().addon!
+    for (const failOn of [1, 2]) {
+      const dir = tmpDir(`lock-nounix-${failOn}`)
+      fs.mkdirSync(dir, { recursive: true })
+      let calls = 0
+      const addon = {
+        ...real,
+        bindAbstract(address: Uint8Array): number {
+          if (++calls === failOn) throw Object.assign(new Error('socket failed: Address family not supported by protocol'), { errno: -97, syscall: 'socket' })
+          return real.bindAbstract(address)
+        },
+      }
+      const before = fdCount()
+      const lock = acquireLock(dir, { addon })
+      assert.equal(parseInt(fs.readFileSync(join(dir, 'LOCK'), 'utf8')), process.pid, `failing call ${failOn}: LOCK names this process`)
+      assert.throws(() => acquireLock(dir, { addon }), (err: WalError) => err.code === 'WAL_LOCKED')
+      lock.release()
+      assert.is(fdCount(), before, `failing call ${failOn}: no fd left open`)
     }
   })
 
