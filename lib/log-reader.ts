@@ -67,7 +67,10 @@ export type ReaderStep =
 /** What a driver did: one step ('more'), nothing until the log changes ('wait'), or the end ('done'). */
 export type StepResult = 'more' | 'wait' | 'done'
 
-const CHUNK_SIZE = 1024 * 1024
+// Replay's largest read. Every entry of a chunk is a view that keeps the whole chunk alive,
+// and the entries waiting to be handed out survive young-generation GCs: at 1 MiB, replay of
+// 1M entries grew RSS by 42 MiB, at 256 KiB by 15 MiB, at the same speed (bench D).
+const CHUNK_SIZE = 256 * 1024
 
 function goneError(dir: string, from: number, firstLsn: number, why: string): WalError {
   return new WalError(
