@@ -64,6 +64,7 @@ export function readDurable(dir: string, backend: Backend): number | undefined {
  */
 export class DurablePublisher {
   readonly fd: number
+  private readonly path: string
   private readonly buf = Buffer.alloc(SIZE)
   private inflight = false
   private latest = -1 // the LSN to publish
@@ -75,7 +76,7 @@ export class DurablePublisher {
     private readonly backend: Backend,
     lsn: number,
   ) {
-    const path = join(dir, DURABLE_FILE)
+    const path = (this.path = join(dir, DURABLE_FILE))
     // A new file each time a writer opens, renamed into place holding `lsn`: a write a
     // previous writer of this directory still had in flight (a pool job ends after
     // closeSync has released the lock) lands in that writer's old file, never in this one.
@@ -150,9 +151,36 @@ export class DurablePublisher {
 
   close(lsn: number): void {
     if (this.closed) return
-    this.publishBlocking(lsn)
+    if (lsn > this.latest) this.latest = lsn
     this.closed = true
-    if (!this.inflight) fs.closeSync(this.fd)
+    if (!this.inflight) {
+      this.publishBlocking(this.latest)
+      fs.closeSync(this.fd)
+      return
+    }
+    // A rewrite is still in flight (a commit job's, after a failure possibly of an LSN never
+    // acknowledged), and the process may exit before its callback runs: the final value goes
+    // into a new file renamed over DURABLE, so the late write lands in the old one. The fd is
+    // closed once that write has ended (rewritten()).
+    const tmp = durableTempName(this.path)
+    try {
+      const fd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644)
+      try {
+        fs.writeSync(fd, encode(this.latest, this.backend, this.buf), 0, SIZE, 0)
+      } finally {
+        fs.closeSync(fd)
+      }
+      fs.renameSync(tmp, this.path)
+    } catch {
+      try {
+        fs.unlinkSync(tmp)
+      } catch {
+        // never created
+      }
+      this.closed = false // written in place instead, as before
+      this.publishBlocking(this.latest)
+      this.closed = true
+    }
   }
 
   private flush(): void {

@@ -8,19 +8,20 @@
 //    No file operation inside the directory can swap it, and the OS drops the lock when the
 //    process dies. If the file system refuses flock on a directory (some network file
 //    systems), the LOCK file's lock below is the OS lock.
-//  - On Linux, with or without the addon: an abstract-namespace Unix socket named after the
-//    directory's device and inode, '\0fastwal-lock:<dev>:<ino>', bound synchronously (by the
-//    addon, under each address a Node may bind for that name; without it, by node:net, which
-//    is loaded only then because it costs milliseconds at start-up). The
-//    kernel refuses a second bind of the name (in this process or another, in the same
+//  - On Linux with a Node whose node:net binds abstract names (20.8 and later), with or
+//    without the addon, where Unix sockets are allowed: an abstract-namespace Unix socket
+//    named after the directory's device and inode, '\0fastwal-lock:<dev>:<ino>', bound
+//    synchronously (by the addon, under each address a Node may bind for that name; without
+//    it, by node:net, which is loaded only then because it costs milliseconds at start-up).
+//    The kernel refuses a second bind of the name (in this process or another, in the same
 //    network namespace) and frees it when the process dies, SIGKILL included; no file is
 //    involved. Processes with and without the addon take it alike, so they exclude each other.
 //    (Network namespaces each have their own names: containers sharing a volume exclude each
 //    other through the directory's flock, i.e. with the addon.) LOCK then only informs: it
 //    holds the holder's pid and, with the addon, is flocked too, which keeps out fastwal 0.1.0
 //    (it flocked LOCK only) and covers network file systems.
-//  - Without the socket (macOS, BSDs, Windows, or a Node whose libuv cannot bind abstract
-//    names, which a probe detects): LOCK itself is the claim. It appears atomically, holding
+//  - Without the socket (macOS, BSDs, Windows, a sandbox refusing AF_UNIX, or a Node whose
+//    node:net cannot bind abstract names): LOCK itself is the claim. It appears atomically, holding
 //    the claimant's pid, by link() of a private file; a LOCK that is empty (released) or names
 //    a dead process is replaced (rename) only by whoever holds a guard file named after that
 //    LOCK's inode, and only after rechecking it under the guard, so two claimants never both

@@ -5,7 +5,8 @@
 import * as fs from 'node:fs'
 import { join } from 'node:path'
 import { ioError } from './errors.js'
-import { syncDir } from './segments.js'
+import type { Backend } from './backend.js'
+import { fsCall, syncDir, syncDirAsync } from './segments.js'
 
 export const LOG_ID_FILE = 'LOGID'
 const ID = /^[0-9a-f]{32}$/
@@ -42,5 +43,29 @@ export function ensureLogId(dir: string): string {
     throw ioError(err, 'Creating the log id', path, 'open')
   }
   syncDir(dir, 'open')
+  return id
+}
+
+/** ensureLogId with its writes and syncs on the thread pool (an async open). */
+export async function ensureLogIdAsync(dir: string, backend: Backend): Promise<string> {
+  const existing = readLogId(dir)
+  if (existing) return existing
+  const id = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(16))).toString('hex')
+  const path = join(dir, LOG_ID_FILE)
+  const tmp = join(dir, `.logid-${process.pid}.tmp`)
+  try {
+    const fd = await fsCall<number>((cb) => fs.open(tmp, 'w', 0o644, cb))
+    try {
+      const bytes = Buffer.from(id + '\n')
+      await backend.write(fd, bytes, 0, bytes.length, 0, true)
+    } finally {
+      await fsCall<void>((cb) => fs.close(fd, cb)) // before the next open can reuse its number
+    }
+    await fsCall<void>((cb) => fs.rename(tmp, path, cb))
+  } catch (err) {
+    fs.rmSync(tmp, { force: true })
+    throw ioError(err, 'Creating the log id', path, 'open')
+  }
+  await syncDirAsync(dir, 'open')
   return id
 }

@@ -14,12 +14,25 @@ import { nativeBackend } from './native-backend.js'
 import { resolveOptions, type Options, type ResolvedOptions } from './options.js'
 import { isCursorTempName } from './cursors.js'
 import { DurablePublisher, isDurableTempName } from './durable-file.js'
-import { ensureLogId, readLogId } from './log-id.js'
+import { ensureLogId, ensureLogIdAsync, readLogId } from './log-id.js'
 import { ReadOnlyView } from './read-only-view.js'
 import { channels } from './stats.js'
 import { cleanTail, cleanTailBlocking, planPointInTime, planTail, type RecoveryReport, type TailPlan } from './recovery.js'
-import { applyRecoveryPlan, findRemnants, hasRemnants, removeRemnants, type Remnants } from './repair.js'
-import { discardSpare, fsCall, isSpareName, listSegments, preallocateStep, prepareSpare, prepareSpareSync, type SegmentRef, type Spare } from './segments.js'
+import { applyRecoveryPlan, findRemnants, firstSegmentHeader, hasRemnants, removeRemnants, type Remnants } from './repair.js'
+import {
+  createSegmentAsync,
+  discardSpare,
+  fsCall,
+  isSpareName,
+  listSegments,
+  preallocateStep,
+  prepareSpare,
+  prepareSpareSync,
+  syncDirAsync,
+  type OpenSegment,
+  type SegmentRef,
+  type Spare,
+} from './segments.js'
 
 /** An opened log: a writer (and its lock), or a read-only view. */
 export interface OpenedLog {
@@ -152,12 +165,12 @@ function needsNewSegment(plan: TailPlan): boolean {
   return !plan.segment || plan.maxLsn > plan.keptLsn
 }
 
-function finish(p: Prepared, plan: TailPlan, remnants: Remnants | undefined, segments: SegmentRef[], spare: Spare | undefined, tailSynced = false): OpenedLog {
+function finish(p: Prepared, plan: TailPlan, remnants: Remnants | undefined, segments: SegmentRef[], spare: Spare | undefined, tailSynced = false, created?: OpenSegment): OpenedLog {
   const base = { dir: p.dir, backend: p.backend, opts: p.opts, checkpointLsn: plan.checkpointLsn, report: plan.report }
   const r = plan.report
   if (channels.recovery.hasSubscribers && (r.truncatedBytes > 0 || r.droppedEntries > 0 || r.droppedBatches > 0)) channels.recovery.publish({ dir: p.dir, readOnly: !p.lock, ...r })
   if (!p.lock) return { ...base, logId: readLogId(p.dir), view: new ReadOnlyView(p.dir, p.backend, segments, plan, remnants) }
-  const state = applyRecoveryPlan(p.dir, p.backend, p.opts, segments, plan, spare, tailSynced)
+  const state = applyRecoveryPlan(p.dir, p.backend, p.opts, segments, plan, spare, tailSynced, created)
   const writer = new LogWriter(p.dir, p.backend, p.opts, state)
   try {
     const logId = ensureLogId(p.dir)
@@ -182,7 +195,7 @@ export async function openLog(dir: unknown, options: Options | undefined): Promi
     const last = p.segments[p.segments.length - 1]
     const clean = last ? await cleanTail(p.dir, last, p.backend, p.opts.recovery) : undefined
     const { plan, remnants, segments } = planOpen(p, clean)
-    const spare = p.lock && needsNewSegment(plan) && p.opts.preallocate ? await prepareSpare(p.dir, p.backend, preallocateStep(p.opts.segmentSize)) : undefined
+    let spare = p.lock && needsNewSegment(plan) && p.opts.preallocate ? await prepareSpare(p.dir, p.backend, preallocateStep(p.opts.segmentSize)) : undefined
     // The tail the writer continues in is synced on the thread pool, not on the event loop.
     // (Only without a new segment, so there is no spare to release if it fails.)
     let tailSynced = false
@@ -190,7 +203,22 @@ export async function openLog(dir: unknown, options: Options | undefined): Promi
       await syncTail(p, plan.segment)
       tailSynced = true
     }
-    return finish(p, plan, remnants, segments, spare, tailSynced)
+    // A new log: its first segment and its id are made on the thread pool too (each is a
+    // write, an fdatasync and a directory sync: milliseconds the event loop would wait).
+    let created: OpenSegment | undefined
+    if (p.lock && p.segments.length === 0) {
+      const taken = spare
+      spare = undefined // createSegmentAsync owns it now, on failure too
+      created = await createSegmentAsync(p.dir, p.backend, 1, firstSegmentHeader(plan, 0), p.opts.preallocate ? preallocateStep(p.opts.segmentSize) : 0, taken, () => false)
+      try {
+        await syncDirAsync(p.dir, 'open')
+        await ensureLogIdAsync(p.dir, p.backend)
+      } catch (err) {
+        if (created) fs.closeSync(created.fd)
+        throw err
+      }
+    }
+    return finish(p, plan, remnants, segments, spare, tailSynced, created)
   } catch (err) {
     failed(p, err)
   }
@@ -202,7 +230,7 @@ async function syncTail(p: Prepared, seg: SegmentRef): Promise<void> {
   try {
     await p.backend.fdatasync(fd)
   } finally {
-    fs.close(fd, () => {})
+    await fsCall<void>((cb) => fs.close(fd, cb)) // before the next open can reuse its number
   }
 }
 

@@ -169,6 +169,9 @@ export class SegmentReader {
       case SCAN_NEED_MORE:
         if (atEof) return this.tail(this.pos, 'Incomplete record')
         this.need = chunk.need
+        // Records large next to the chunk: chunks of four such records (up to 4x the usual
+        // size), or every record cut at a chunk's end is read twice.
+        this.chunk = Math.max(this.chunk, Math.min(4 * this.chunkSize, 4 * chunk.need))
         return
       case SCAN_ZERO: {
         if (!atEof && chunk.bytes - chunk.stop < RECORD_HEADER_SIZE) {

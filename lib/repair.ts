@@ -200,7 +200,22 @@ function unlink(dir: string, name: string): void {
  * bytes that carried them are removed; otherwise the kept segment is cut and synced
  * first, then dropped segments are removed. Takes ownership of `spare`.
  */
-export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedOptions, segments: SegmentRef[], plan: TailPlan, spare: Spare | undefined, tailSynced = false): WriterState {
+/** The header of the segment a log continues in when no segment is kept (a new log). */
+export function firstSegmentHeader(plan: TailPlan, lastLsn: number): { prevLsn: number; checkpointLsn: number } {
+  return { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }
+}
+
+export function applyRecoveryPlan(
+  dir: string,
+  backend: Backend,
+  opts: ResolvedOptions,
+  segments: SegmentRef[],
+  plan: TailPlan,
+  spare: Spare | undefined,
+  tailSynced = false,
+  /** A new log's first segment, already created (and its directory entry synced) by an async open. */
+  created?: OpenSegment,
+): WriterState {
   const drop = [...(plan.dropSegments ?? []), ...(plan.deleteSegment ? [plan.deleteSegment] : [])]
   const prealloc = opts.preallocate ? preallocateStep(opts.segmentSize) : 0
   let fd: number | undefined
@@ -239,7 +254,8 @@ export function applyRecoveryPlan(dir: string, backend: Backend, opts: ResolvedO
     if (!current) {
       const taken = spare
       spare = undefined // createSegment owns it now, on failure too
-      const made = createSegment(dir, backend, lastLsn + 1, { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }, prealloc, taken)
+      if (created && taken) discardSpare(taken)
+      const made = created ?? createSegment(dir, backend, lastLsn + 1, firstSegmentHeader(plan, lastLsn), prealloc, taken)
       fd = made.fd
       list.push({ name: made.name, firstLsn: made.firstLsn })
       current = openedSegment(made, SEGMENT_HEADER_SIZE)

@@ -3,6 +3,8 @@
 // commit); the pure-TS backend rewrites it after the commit, coalesced. Either way it never
 // runs ahead of what is acknowledged and ends at the last durable LSN.
 import { createHook } from 'node:async_hooks'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
 import { pbkdf2, pbkdf2Sync } from 'node:crypto'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -13,14 +15,23 @@ import { BACKENDS, backendImpl, tmpDir } from './helpers/util.js'
 
 type Patchable = { -readonly [K in keyof NativeAddon]: NativeAddon[K] }
 
+/** pbkdf2 iterations that take about `ms` on this machine. */
+function pbkdf2Iterations(ms: number): number {
+  let iterations = 1000
+  for (;;) {
+    const t0 = performance.now()
+    pbkdf2Sync('x', 'y', iterations, 16, 'sha256')
+    const took = performance.now() - t0
+    if (took > 5) return Math.ceil((iterations * ms) / took)
+    iterations *= 2
+  }
+}
+
 /** Keeps every libuv pool thread busy for about `ms` (pbkdf2 runs on the pool). */
 function occupyThreadPool(ms: number): Promise<void> {
   const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4
-  const t0 = Date.now()
-  let iterations = 1000
-  while (Date.now() - t0 < 5) pbkdf2Sync('x', 'y', (iterations *= 2), 16, 'sha256') // calibrate
-  const perMs = iterations / Math.max(1, Date.now() - t0)
-  return Promise.all(Array.from({ length: threads }, () => new Promise<void>((res) => pbkdf2('x', 'y', Math.ceil(perMs * ms), 16, 'sha256', () => res())))).then(() => undefined)
+  const iterations = pbkdf2Iterations(ms)
+  return Promise.all(Array.from({ length: threads }, () => new Promise<void>((res) => pbkdf2('x', 'y', iterations, 16, 'sha256', () => res())))).then(() => undefined)
 }
 
 /** Runs fn with the shared addon's functions replaced as `patch` says, restoring them after. */
@@ -120,6 +131,46 @@ if (process.platform === 'linux') {
     )
     assert.is(wal!.durableLsn, 1, 'only LSN 1 was acknowledged')
     assert.is(readDurable(dir, backend), 1, 'DURABLE holds the acknowledged LSN, not the one the failed writer never acknowledged')
+  })
+
+  test('native: the same, when the process exits right after closeSync (no callback runs): the late write lands in a replaced file', () => {
+    const dir = tmpDir('durable-failed-exit')
+    const iterations = pbkdf2Iterations(100)
+    // The child: as the test above, then a synchronous wait while the job ends, then exit.
+    const child = `
+      const { loadAddon } = require('./lib/native-addon.ts')
+      const { WriteAheadLog } = require('./lib/index.ts')
+      const addon = loadAddon().addon
+      const orig = { ...addon }
+      let failBlocking = false, armed = false, wal
+      addon.fdatasyncBlocking = (fd) => { if (failBlocking) throw Object.assign(new Error('EIO (injected)'), { code: 'EIO', errno: -5, syscall: 'fdatasync' }); orig.fdatasyncBlocking(fd) }
+      addon.write = (...args) => {
+        const p = orig.write(...args)
+        if (armed && args[6] !== undefined) {
+          armed = false
+          queueMicrotask(() => {
+            failBlocking = true
+            try { wal.appendSync({ type: 'put', key: Buffer.from('c'), value: Buffer.from('3') }) } catch {}
+            wal.closeSync()
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400)
+            process.stdout.write(String(wal.durableLsn))
+            process.exit(0)
+          })
+        }
+        return p
+      }
+      ;(async () => {
+        wal = await WriteAheadLog.open(${JSON.stringify(dir)}, { backend: 'native' })
+        await wal.append({ type: 'put', key: Buffer.from('a'), value: Buffer.from('1') })
+        armed = true
+        // Every pool thread busy (~100 ms): the claimed job runs after closeSync.
+        for (let i = 0; i < 4; i++) require('node:crypto').pbkdf2('x', 'y', ${iterations}, 16, 'sha256', () => {})
+        await wal.append({ type: 'put', key: Buffer.from('b'), value: Buffer.alloc(1 << 20, 7) }).catch(() => {})
+      })()`
+    const r = spawnSync(process.execPath, ['-r', 'tsx/cjs', '-e', child], { cwd: join(__dirname, '..'), encoding: 'utf8' })
+    assert.is(r.status, 0, r.stderr)
+    assert.is(r.stdout, '1', 'only LSN 1 was acknowledged')
+    assert.is(readDurable(dir, backendImpl('native')), 1, 'DURABLE holds it, though the failed job wrote its LSN after close')
   })
 
   test('native: a commit job still in flight when closeSync releases the lock cannot overwrite the next writer\'s DURABLE', async () => {

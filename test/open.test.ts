@@ -11,6 +11,12 @@ import { loadAddon } from '../lib/native-addon.js'
 import { BACKENDS, segmentFiles, tmpDir } from './helpers/util.js'
 import { openFails, writeLog } from './helpers/wal.js'
 
+async function collectAll(wal: WriteAheadLog): Promise<{ lsn: number }[]> {
+  const out: { lsn: number }[] = []
+  for await (const e of wal.replay({ from: 0 })) out.push(e)
+  return out
+}
+
 for (const backend of BACKENDS) {
   const t = (name: string, fn: () => Promise<void>) => test(`[${backend}] ${name}`, fn)
 
@@ -37,6 +43,42 @@ for (const backend of BACKENDS) {
     } finally {
       target.fdatasyncBlocking = original
     }
+  })
+
+  t('an async open of a new log creates its first segment and its id on the thread pool: no blocking write, fdatasync or fsync on the event loop', async () => {
+    // lib/ holds node:fs's own module object: patching it here is seen there.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const realFs = require('node:fs') as Record<string, unknown>
+    const target = (backend === 'js' ? jsBackend : loadAddon().addon!) as unknown as Record<string, unknown>
+    const calls: string[] = []
+    const spied: [Record<string, unknown>, string, unknown][] = []
+    const spy = (obj: Record<string, unknown>, name: string) => {
+      const original = obj[name] as (...a: unknown[]) => unknown
+      spied.push([obj, name, original])
+      obj[name] = function (this: unknown, ...a: unknown[]) {
+        calls.push(name)
+        return original.apply(this, a)
+      }
+    }
+    for (const name of ['fsyncSync', 'fdatasyncSync']) spy(realFs, name)
+    for (const name of ['fdatasyncBlocking', 'writeBlocking']) spy(target, name)
+    let wal: WriteAheadLog | undefined
+    try {
+      wal = await WriteAheadLog.open(join(tmpDir(), 'new'), { backend })
+      assert.equal(calls, [], 'no blocking write or sync during open() of a new log')
+      assert.is(segmentFiles(wal.dir).length, 1)
+      assert.match(fs.readFileSync(join(wal.dir, 'LOGID'), 'utf8'), /^[0-9a-f]{32}\n$/)
+      await wal.append({ type: 'put', key: 'k', value: 'v' })
+      await wal.close()
+      const sync = WriteAheadLog.openSync(join(tmpDir(), 'new-sync'), { backend })
+      assert.ok(calls.length > 0, 'openSync of a new log does them on the calling thread (the spies work)')
+      sync.closeSync()
+    } finally {
+      for (const [obj, name, original] of spied) obj[name] = original
+    }
+    const again = await WriteAheadLog.open(wal!.dir, { backend })
+    assert.equal((await collectAll(again)).map((e) => e.lsn), [1])
+    await again.close()
   })
 
   // A relative path is resolved once, at open: segments created later go to the same

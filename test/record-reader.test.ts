@@ -347,6 +347,37 @@ for (const backend of BACKENDS) {
 }
 
 
+// Records large next to the chunk size: the chunk grows to hold several, so a record cut at
+// a chunk's end is read again only now and then (at 256 KiB chunks and 129 KiB records,
+// every record was read twice).
+for (const name of BACKENDS) {
+  test(`${name}: records larger than a quarter of the chunk are read about once, not twice`, async () => {
+    const real = backendImpl(name)
+    for (const kib of [60, 129, 200, 300]) {
+      const s = segment(Array.from({ length: 40 }, () => kib * 1024))
+      const path = writeFile(s.bytes)
+      let read = 0
+      const counting: Backend = {
+        ...real,
+        readScanBlocking: (fd, buf, position) => {
+          read += buf.length
+          return real.readScanBlocking(fd, buf, position)
+        },
+      }
+      const r = open(path, 256 * 1024)
+      try {
+        readSegmentBlocking(r.reader, counting)
+        assert.is(r.reader.stopped, 'end')
+        assert.equal(lsnsOf(r.out), range(40))
+      } finally {
+        r.close()
+      }
+      const ratio = read / s.bytes.length
+      assert.ok(ratio < 1.3, `${kib} KiB records: ${ratio.toFixed(2)}x the file read`)
+    }
+  })
+}
+
 // The zero check after the last record: the backends' findNonZero, one call however long the
 // zeros run, skipping holes. Offsets on both sides of the native (64 KiB) and pure-TS
 // (256 KiB) chunk sizes, written zeros and holes (ftruncate) alike.
