@@ -21,14 +21,18 @@ export function readLogId(dir: string): string {
   }
 }
 
+/** A new id and the files it is written through (a temporary file renamed into place). */
+function newLogId(dir: string): { id: string; path: string; tmp: string } {
+  // Web Crypto's global: node:crypto loads only when a log is created, not at every import.
+  const id = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(16))).toString('hex')
+  return { id, path: join(dir, LOG_ID_FILE), tmp: join(dir, `.logid-${process.pid}.tmp`) }
+}
+
 /** The id, created durably if missing (writable opens, under the lock). */
 export function ensureLogId(dir: string): string {
   const existing = readLogId(dir)
   if (existing) return existing
-  // Web Crypto's global: node:crypto loads only when a log is created, not at every import.
-  const id = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(16))).toString('hex')
-  const path = join(dir, LOG_ID_FILE)
-  const tmp = join(dir, `.logid-${process.pid}.tmp`)
+  const { id, path, tmp } = newLogId(dir)
   try {
     const fd = fs.openSync(tmp, 'w', 0o644)
     try {
@@ -50,9 +54,7 @@ export function ensureLogId(dir: string): string {
 export async function ensureLogIdAsync(dir: string, backend: Backend): Promise<string> {
   const existing = readLogId(dir)
   if (existing) return existing
-  const id = Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(16))).toString('hex')
-  const path = join(dir, LOG_ID_FILE)
-  const tmp = join(dir, `.logid-${process.pid}.tmp`)
+  const { id, path, tmp } = newLogId(dir)
   try {
     const fd = await fsCall<number>((cb) => fs.open(tmp, 'w', 0o644, cb))
     try {
