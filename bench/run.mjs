@@ -9,6 +9,7 @@ import { createRequire } from 'node:module'
 import * as os from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '..')
@@ -25,31 +26,41 @@ const USAGE = `usage: npm run bench -- [options]      (or: node bench/run.mjs [o
   --keep          keep the data directory afterwards
   -h, --help      this text`
 
-function parseArgs(argv) {
-  const o = { scale: 1, only: ['A', 'B', 'C', 'D', 'E', 'F', 'J', 'S', 'O', 'R', 'L', 'H'], runs: 3, dir: undefined, json: undefined, keep: false }
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]
-    const val = () => {
-      const eq = a.indexOf('=')
-      if (eq >= 0) return a.slice(eq + 1)
-      if (i + 1 >= argv.length) die(`${a} needs a value\n${USAGE}`)
-      return argv[++i]
-    }
-    const name = a.split('=')[0]
-    if (name === '--scale') o.scale = Number(val())
-    else if (name === '--only') o.only = val().split(',').map((s) => s.trim().toUpperCase()).filter(Boolean)
-    else if (name === '--runs') o.runs = Number(val())
-    else if (name === '--dir') o.dir = resolve(val())
-    else if (name === '--json') o.json = resolve(val())
-    else if (name === '--keep') o.keep = true
-    else if (name === '-h' || name === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else die(`unknown option ${a}\n${USAGE}`)
+const ALL_WORKLOADS = ['A', 'B', 'C', 'D', 'E', 'F', 'J', 'S', 'O', 'R', 'L', 'H']
+
+function parseOptions(argv) {
+  let values
+  try {
+    ;({ values } = parseArgs({
+      args: argv,
+      options: {
+        scale: { type: 'string', default: '1' },
+        only: { type: 'string', default: ALL_WORKLOADS.join(',') },
+        runs: { type: 'string', default: '3' },
+        dir: { type: 'string' },
+        json: { type: 'string' },
+        keep: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }))
+  } catch (err) {
+    die(`${err.message}\n${USAGE}`)
+  }
+  if (values.help) {
+    console.log(USAGE)
+    process.exit(0)
+  }
+  const o = {
+    scale: Number(values.scale),
+    only: values.only.split(',').map((s) => s.trim().toUpperCase()).filter(Boolean),
+    runs: Number(values.runs),
+    dir: values.dir === undefined ? undefined : resolve(values.dir),
+    json: values.json === undefined ? undefined : resolve(values.json),
+    keep: values.keep,
   }
   if (!(o.scale > 0)) die('--scale must be a positive number')
   if (!Number.isInteger(o.runs) || o.runs < 1) die('--runs must be a positive integer')
-  for (const w of o.only) if (!'ABCDEFJSORLH'.includes(w) || w.length !== 1) die(`--only: unknown workload ${w} (use A,B,C,D,E,F,J,S,O,R,L,H)`)
+  for (const w of o.only) if (!ALL_WORKLOADS.includes(w)) die(`--only: unknown workload ${w} (use ${ALL_WORKLOADS.join(',')})`)
   return o
 }
 
@@ -58,7 +69,7 @@ function die(msg) {
   process.exit(2)
 }
 
-const opts = parseArgs(process.argv.slice(2))
+const opts = parseOptions(process.argv.slice(2))
 
 // --- the built package ---------------------------------------------------------------
 
