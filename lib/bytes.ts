@@ -29,3 +29,16 @@ export function isDetached(v: Uint8Array): boolean {
     return true // constructing a view of a detached ArrayBuffer throws
   }
 }
+
+const ZEROS = new Uint8Array(64 * 1024)
+
+/** Index of the first non-zero byte of b, or b.length. Compares 64 KiB at a time. */
+export function firstNonZero(b: Uint8Array): number {
+  for (let at = 0; at < b.length; at += ZEROS.length) {
+    const part = b.subarray(at, Math.min(b.length, at + ZEROS.length))
+    if (Buffer.compare(part, ZEROS.subarray(0, part.length)) !== 0) {
+      for (let i = 0; i < part.length; i++) if (part[i] !== 0) return at + i
+    }
+  }
+  return b.length
+}

@@ -30,6 +30,30 @@ function durableTempName(path: string): string {
   return `${path}.${process.pid}-${++tempCounter}.tmp`
 }
 
+/**
+ * A new file holding `bytes`, renamed over `path`: its fd, still open. Undefined where the
+ * file cannot be replaced (Windows, while a reader has it open); the caller then rewrites it
+ * in place.
+ */
+function replaceFile(path: string, bytes: Buffer): number | undefined {
+  const tmp = durableTempName(path)
+  let fd: number | undefined
+  try {
+    fd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644)
+    fs.writeSync(fd, bytes, 0, bytes.length, 0)
+    fs.renameSync(tmp, path)
+    return fd
+  } catch {
+    if (fd !== undefined) fs.closeSync(fd)
+    try {
+      fs.unlinkSync(tmp)
+    } catch {
+      // never created
+    }
+    return undefined
+  }
+}
+
 /** Whether `name` is a DURABLE file a writer had not yet renamed into place (a crash left it). */
 export function isDurableTempName(name: string): boolean {
   return /^DURABLE\.[0-9]+-[0-9]+\.tmp$/.test(name)
@@ -80,28 +104,17 @@ export class DurablePublisher {
     // A new file each time a writer opens, renamed into place holding `lsn`: a write a
     // previous writer of this directory still had in flight (a pool job ends after
     // closeSync has released the lock) lands in that writer's old file, never in this one.
-    const tmp = durableTempName(path)
-    let fd: number | undefined
-    try {
-      fd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644)
-      fs.writeSync(fd, encode(lsn, backend, this.buf), 0, SIZE, 0)
-      fs.renameSync(tmp, path)
-    } catch {
-      // Where the file cannot be replaced (Windows, while a reader has it open), it is
-      // rewritten in place, as fastwal did before.
-      if (fd !== undefined) fs.closeSync(fd)
-      try {
-        fs.unlinkSync(tmp)
-      } catch {
-        // never created
-      }
-      try {
-        fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
-      } catch (err) {
-        throw ioError(err, 'Publishing the durable LSN', path, 'open')
-      }
+    const fresh = replaceFile(path, encode(lsn, backend, this.buf))
+    if (fresh !== undefined) {
+      this.fd = fresh
+      this.latest = this.written = lsn
+      return
     }
-    this.fd = fd
+    try {
+      this.fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
+    } catch (err) {
+      throw ioError(err, 'Publishing the durable LSN', path, 'open')
+    }
     this.publishBlocking(lsn)
   }
 
@@ -162,25 +175,14 @@ export class DurablePublisher {
     // acknowledged), and the process may exit before its callback runs: the final value goes
     // into a new file renamed over DURABLE, so the late write lands in the old one. The fd is
     // closed once that write has ended (rewritten()).
-    const tmp = durableTempName(this.path)
-    try {
-      const fd = fs.openSync(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o644)
-      try {
-        fs.writeSync(fd, encode(this.latest, this.backend, this.buf), 0, SIZE, 0)
-      } finally {
-        fs.closeSync(fd)
-      }
-      fs.renameSync(tmp, this.path)
-    } catch {
-      try {
-        fs.unlinkSync(tmp)
-      } catch {
-        // never created
-      }
-      this.closed = false // written in place instead, as before
-      this.publishBlocking(this.latest)
-      this.closed = true
+    const fresh = replaceFile(this.path, encode(this.latest, this.backend, this.buf))
+    if (fresh !== undefined) {
+      fs.closeSync(fresh)
+      return
     }
+    this.closed = false // written in place instead
+    this.publishBlocking(this.latest)
+    this.closed = true
   }
 
   private flush(): void {

@@ -2,6 +2,7 @@
 // (whose async calls run on the libuv pool, like the native ones).
 import * as fs from 'node:fs'
 import type { Backend, NonZero } from './backend.js'
+import { firstNonZero } from './bytes.js'
 import { crc32cJs } from './crc32c.js'
 import * as codec from './js-codec.js'
 
@@ -60,23 +61,12 @@ async function readFull(fd: number, buf: Uint8Array, position: number): Promise<
 const ZERO_CHUNK = 256 * 1024
 let blockingZeroChunk: Buffer | undefined // the blocking form's chunk, reused (fresh memory costs a fault per page)
 
-/** Index of the first non-zero byte of b[0, n), or -1. Compares 64 KiB at a time. */
-function firstNonZero(b: Buffer, n: number): number {
-  for (let at = 0; at < n; at += ZEROS.length) {
-    const len = Math.min(n - at, ZEROS.length)
-    if (Buffer.compare(b.subarray(at, at + len), ZEROS.subarray(0, len)) !== 0) {
-      for (let i = at; i < at + len; i++) if (b[i] !== 0) return i
-    }
-  }
-  return -1
-}
-
 async function findNonZero(fd: number, position: number): Promise<NonZero> {
   const buf = Buffer.allocUnsafe(ZERO_CHUNK)
   for (let pos = position; ; ) {
     const n = await readFull(fd, buf, pos)
-    const i = firstNonZero(buf, n)
-    if (i >= 0) return { at: pos + i, end: pos + n }
+    const i = firstNonZero(buf.subarray(0, n))
+    if (i < n) return { at: pos + i, end: pos + n }
     pos += n
     if (n < buf.length) return { at: -1, end: pos }
   }
@@ -86,8 +76,8 @@ function findNonZeroBlocking(fd: number, position: number): NonZero {
   const buf = (blockingZeroChunk ??= Buffer.allocUnsafe(ZERO_CHUNK))
   for (let pos = position; ; ) {
     const n = readFullSync(fd, buf, pos)
-    const i = firstNonZero(buf, n)
-    if (i >= 0) return { at: pos + i, end: pos + n }
+    const i = firstNonZero(buf.subarray(0, n))
+    if (i < n) return { at: pos + i, end: pos + n }
     pos += n
     if (n < buf.length) return { at: -1, end: pos }
   }

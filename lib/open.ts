@@ -165,15 +165,21 @@ function needsNewSegment(plan: TailPlan): boolean {
   return !plan.segment || plan.maxLsn > plan.keptLsn
 }
 
-function finish(p: Prepared, plan: TailPlan, remnants: Remnants | undefined, segments: SegmentRef[], spare: Spare | undefined, tailSynced = false, created?: OpenSegment): OpenedLog {
+/** What an async open made of a new log on the thread pool: its first segment and its id. */
+interface NewLog {
+  segment: OpenSegment
+  logId: string
+}
+
+function finish(p: Prepared, plan: TailPlan, remnants: Remnants | undefined, segments: SegmentRef[], spare: Spare | undefined, tailSynced = false, made?: NewLog): OpenedLog {
   const base = { dir: p.dir, backend: p.backend, opts: p.opts, checkpointLsn: plan.checkpointLsn, report: plan.report }
   const r = plan.report
   if (channels.recovery.hasSubscribers && (r.truncatedBytes > 0 || r.droppedEntries > 0 || r.droppedBatches > 0)) channels.recovery.publish({ dir: p.dir, readOnly: !p.lock, ...r })
   if (!p.lock) return { ...base, logId: readLogId(p.dir), view: new ReadOnlyView(p.dir, p.backend, segments, plan, remnants) }
-  const state = applyRecoveryPlan(p.dir, p.backend, p.opts, segments, plan, spare, tailSynced, created)
+  const state = applyRecoveryPlan(p.dir, p.backend, p.opts, segments, plan, spare, tailSynced, made?.segment)
   const writer = new LogWriter(p.dir, p.backend, p.opts, state)
   try {
-    const logId = ensureLogId(p.dir)
+    const logId = made?.logId ?? ensureLogId(p.dir)
     const publisher = new DurablePublisher(p.dir, p.backend, writer.durableLsn)
     return { ...base, lock: p.lock, writer, publisher, logId }
   } catch (err) {
@@ -205,20 +211,23 @@ export async function openLog(dir: unknown, options: Options | undefined): Promi
     }
     // A new log: its first segment and its id are made on the thread pool too (each is a
     // write, an fdatasync and a directory sync: milliseconds the event loop would wait).
-    let created: OpenSegment | undefined
+    let made: NewLog | undefined
     if (p.lock && p.segments.length === 0) {
       const taken = spare
       spare = undefined // createSegmentAsync owns it now, on failure too
-      created = await createSegmentAsync(p.dir, p.backend, 1, firstSegmentHeader(plan, 0), p.opts.preallocate ? preallocateStep(p.opts.segmentSize) : 0, taken, () => false)
+      const lastLsn = Math.max(plan.maxLsn, plan.keptLsn) // as applyRecoveryPlan numbers it
+      const prealloc = p.opts.preallocate ? preallocateStep(p.opts.segmentSize) : 0
+      // Never abandoned, so never undefined.
+      const segment = (await createSegmentAsync(p.dir, p.backend, lastLsn + 1, firstSegmentHeader(plan, lastLsn), prealloc, taken, () => false))!
       try {
         await syncDirAsync(p.dir, 'open')
-        await ensureLogIdAsync(p.dir, p.backend)
+        made = { segment, logId: await ensureLogIdAsync(p.dir, p.backend) }
       } catch (err) {
-        if (created) fs.closeSync(created.fd)
+        fs.closeSync(segment.fd)
         throw err
       }
     }
-    return finish(p, plan, remnants, segments, spare, tailSynced, created)
+    return finish(p, plan, remnants, segments, spare, tailSynced, made)
   } catch (err) {
     failed(p, err)
   }

@@ -13,6 +13,7 @@
 // blocking and the promise drivers below share every decision.
 import * as fs from 'node:fs'
 import type { Backend, NonZero, ScanChunk } from './backend.js'
+import { firstNonZero } from './bytes.js'
 import { IX_LSN, IX_MARK, IX_POS, IX_STRIDE, RECORD_HEADER_SIZE, SCAN_END, SCAN_NEED_MORE, SCAN_ZERO, SEGMENT_HEADER_SIZE } from './format.js'
 import type { RecordCursor } from './record-cursor.js'
 
@@ -263,20 +264,8 @@ export async function openSegment(path: string, backend: Backend): Promise<Opene
   }
 }
 
-const ZEROS = Buffer.alloc(64 * 1024)
 const LIVE_CHUNK = 64 * 1024
 const FIRST_CHUNK = 64 * 1024
-
-/** Index of the first non-zero byte of b, or b.length. Compares 64 KiB at a time. */
-function firstNonZero(b: Uint8Array): number {
-  for (let at = 0; at < b.length; at += ZEROS.length) {
-    const part = b.subarray(at, Math.min(b.length, at + ZEROS.length))
-    if (Buffer.compare(part, ZEROS.subarray(0, part.length)) !== 0) {
-      for (let i = 0; i < part.length; i++) if (part[i] !== 0) return at + i
-    }
-  }
-  return b.length
-}
 
 /** One past the last non-zero byte of buf at or after `from` (`from` if none). */
 export function lastNonZero(buf: Uint8Array, from: number): number {

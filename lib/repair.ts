@@ -194,17 +194,17 @@ function unlink(dir: string, name: string): void {
   }
 }
 
+/** The header of the segment a log continues in when no segment is kept (a new log). */
+export function firstSegmentHeader(plan: TailPlan, lastLsn: number): { prevLsn: number; checkpointLsn: number } {
+  return { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }
+}
+
 /**
  * Applies a recovery plan for a writable open and returns where the writer starts. LSNs
  * that are dropped get their floor made durable (as the new segment's name) before the
  * bytes that carried them are removed; otherwise the kept segment is cut and synced
  * first, then dropped segments are removed. Takes ownership of `spare`.
  */
-/** The header of the segment a log continues in when no segment is kept (a new log). */
-export function firstSegmentHeader(plan: TailPlan, lastLsn: number): { prevLsn: number; checkpointLsn: number } {
-  return { prevLsn: lastLsn, checkpointLsn: Math.min(plan.checkpointLsn, lastLsn) }
-}
-
 export function applyRecoveryPlan(
   dir: string,
   backend: Backend,
